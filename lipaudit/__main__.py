@@ -1,0 +1,3 @@
+from lipaudit.cli import main
+
+main()

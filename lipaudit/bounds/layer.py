@@ -1,0 +1,161 @@
+"""All values for one convolution layer: the entry point of ``lipaudit.bounds``.
+
+Methods (names used in reports and on the command line):
+
+========= ======================================================== ===========
+method    what                                                     kind
+========= ======================================================== ===========
+tn        ``sqrt(prod k) ||K||_sigma`` by HOPM (Grishina et al.)    estimate, or
+                                                                   upper once verified
+f4        ``sqrt(prod k)`` x smallest unfolding norm (SVD)          upper
+fro       ``sqrt(prod k) ||K||_F``                                  upper
+symbol    symbol supremum from an FFT grid + Bernstein correction   upper (all sizes)
+fft       circular conv of period ``N >= n + pads`` (FFT + SVD)     upper (size n)
+exact     power iteration on the true operator, bracketed by fft    exact or estimate
+certified the smallest guaranteed upper bound computed              upper / exact
+========= ======================================================== ===========
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lipaudit.bounds.certified import ALL_SIZES, certified_of, verify_tn
+from lipaudit.bounds.conv import ConvSpec, canonical_kernels, padding_operator_norm
+from lipaudit.bounds.fft import fft_upper, symbol_sup_upper
+from lipaudit.bounds.hopm import HopmSettings, tensor_spectral_norm
+from lipaudit.bounds.linalg import max_singular_values
+from lipaudit.bounds.power import PowerSettings, power_iteration
+from lipaudit.bounds.unfold import f4_norm, fro_norm, matrix_like
+from lipaudit.values import SAFETY, BoundResult, Kind
+
+CONV_METHODS = ("tn", "f4", "fro", "symbol", "fft", "exact")
+SIZE_METHODS = ("fft", "exact")  # need the layer's input size
+
+
+@dataclass(frozen=True)
+class BoundSettings:
+    """Settings of every per-layer method.
+
+    ``exact_rtol``: the power-iteration estimate and the FFT upper bound must
+    agree within this relative gap for a value to be called ``exact``.
+    """
+
+    hopm: HopmSettings = field(default_factory=HopmSettings)
+    power: PowerSettings = field(default_factory=PowerSettings)
+    exact_rtol: float = 1e-4
+
+
+def conv_bounds(
+    spec: ConvSpec, methods=("tn", "f4", "fro"), settings: BoundSettings = BoundSettings()
+) -> dict[str, BoundResult]:
+    """Compute the requested values for one conv layer, plus ``certified``.
+
+    Args:
+        spec: the layer.
+        methods: any of :data:`CONV_METHODS`; ``fft``/``exact`` need ``spec.input_size``.
+        settings: solver settings.
+
+    Returns:
+        ``{method: BoundResult}`` including ``"certified"``, the smallest
+        guaranteed upper bound computed (``fro`` is always computed, it is free,
+        so a certificate always exists). ``tn`` is promoted to kind ``upper``
+        when it is at least one of the guaranteed bounds.
+    """
+    unknown = set(methods) - set(CONV_METHODS)
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}; choose from {CONV_METHODS}")
+    wanted = list(dict.fromkeys(list(methods) + ["fro"]))
+    if spec.input_size is None:
+        missing = [m for m in wanted if m in SIZE_METHODS]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} need the layer's input size")
+    kernels = canonical_kernels(spec)
+    factor, note = padding_operator_norm(spec)
+    scope = ALL_SIZES if factor == 1.0 or spec.input_size is None else f"input {_size(spec.input_size)}"
+    out: dict[str, BoundResult] = {}
+    if "tn" in wanted:
+        out["tn"] = _tn(kernels, settings.hopm).scaled(factor, note)
+        if out["tn"].kind.is_sound_upper:
+            out["tn"] = _with_scope(out["tn"], scope)
+    if "f4" in wanted:
+        t0 = time.perf_counter()
+        value, unfolding = f4_norm(kernels)
+        out["f4"] = BoundResult(
+            value * SAFETY, Kind.UPPER, "f4", time_s=time.perf_counter() - t0, valid_for=scope, detail={"unfolding": unfolding}
+        ).scaled(factor, note)
+    if "fro" in wanted:
+        t0 = time.perf_counter()
+        out["fro"] = BoundResult(
+            fro_norm(kernels) * SAFETY, Kind.UPPER, "fro", time_s=time.perf_counter() - t0, valid_for=scope
+        ).scaled(factor, note)
+    if "symbol" in wanted:
+        t0 = time.perf_counter()
+        value, sampled = symbol_sup_upper(kernels)
+        out["symbol"] = BoundResult(
+            value * SAFETY, Kind.UPPER, "symbol", time_s=time.perf_counter() - t0, valid_for=scope,
+            detail={"grid_max": sampled},
+        ).scaled(factor, note)
+    if "fft" in wanted or "exact" in wanted:
+        t0 = time.perf_counter()
+        value, info = fft_upper(spec)
+        fft = BoundResult(
+            value * SAFETY, Kind.UPPER, "fft", time_s=time.perf_counter() - t0,
+            valid_for=f"input {_size(spec.input_size)}", detail=info,
+        )
+        out["fft"] = fft  # computed anyway for exact; a guaranteed bound worth keeping
+        if "exact" in wanted:
+            out["exact"] = _exact(spec, fft, settings)
+    out = verify_tn(out)
+    out["certified"] = certified_of(out)
+    return out
+
+
+def _tn(kernels: np.ndarray, hopm: HopmSettings) -> BoundResult:
+    t0 = time.perf_counter()
+    taps = kernels.shape[3:]
+    scale = math.sqrt(float(np.prod(taps))) if taps else 1.0
+    if matrix_like(kernels):
+        # at most two non-trivial modes: ||K||_sigma is a matrix norm, computed exactly
+        mats = kernels.reshape(kernels.shape[0], *[s for s in kernels.shape[1:] if s > 1] or [1])
+        if mats.ndim == 2:
+            sigma = float(np.abs(mats).max()) if mats.shape[1] == 1 else float(np.linalg.norm(mats, axis=1).max())
+        else:
+            sigma = float(max_singular_values(mats).max())
+        return BoundResult(
+            scale * sigma * SAFETY, Kind.UPPER, "tn", time_s=time.perf_counter() - t0,
+            valid_for=ALL_SIZES, detail={"solver": "svd (kernel has two non-trivial modes)"},
+        )
+    res = tensor_spectral_norm(kernels, hopm)
+    return BoundResult(
+        scale * float(res.values.max()), Kind.ESTIMATE, "tn", iterations=res.iterations,
+        time_s=time.perf_counter() - t0,
+        detail={"solver": "hopm", "converged": res.converged, "starts": hopm.restarts},
+    )
+
+
+def _exact(spec: ConvSpec, fft: BoundResult, settings: BoundSettings) -> BoundResult:
+    """Bracket the true norm: power iteration from below, the FFT bound from above."""
+    t0 = time.perf_counter()
+    lower, iters, converged = power_iteration(spec, settings.power)
+    elapsed = time.perf_counter() - t0 + fft.time_s
+    upper = fft.value
+    detail = {"lower_estimate": lower, "upper": upper, "power_converged": converged, "rtol": settings.exact_rtol}
+    if upper - lower <= settings.exact_rtol * upper:
+        return BoundResult(upper, Kind.EXACT, "exact", iterations=iters, time_s=elapsed, valid_for=fft.valid_for, detail=detail)
+    # the bracket did not close: report the estimate from below, with the bound beside it
+    return BoundResult(lower, Kind.ESTIMATE, "exact", iterations=iters, time_s=elapsed, detail=detail)
+
+
+def _with_scope(r: BoundResult, scope: str) -> BoundResult:
+    from dataclasses import replace
+
+    return replace(r, valid_for=scope)
+
+
+def _size(size) -> str:
+    return "x".join(str(n) for n in size)
