@@ -34,6 +34,7 @@ class HopmSettings:
         max_iters: iteration cap (sweeps over all modes).
         tol: stop when the best value changed by less than ``tol`` (relative) over one sweep.
         seed: seed of the random starts.
+        prune_after, keep: after this many sweeps only the ``keep`` best starts of each group go on.
     """
 
     restarts: int = 4
@@ -41,6 +42,8 @@ class HopmSettings:
     max_iters: int = 300
     tol: float = 1e-6
     seed: int = 0
+    prune_after: int = 10
+    keep: int = 2
 
 
 @dataclass(frozen=True)
@@ -103,15 +106,15 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
         # M = K x_spatial (u_3, ..., u_D): (G, B, co, ci)
         outer = _spatial_outer(spatial, G, B)  # (G, B, S)
         M = _real_times_complex(K_cs, outer.transpose(0, 2, 1))  # (G, co*ci, B)
-        M = M.reshape(G, co, ci, B).transpose(0, 3, 1, 2)
-        g1 = np.einsum("gboi,gbi->gbo", M, u2)
+        M = np.ascontiguousarray(M.reshape(G, co, ci, B).transpose(0, 3, 1, 2))
+        g1 = (M @ u2[..., None])[..., 0]
         u1 = _normalize(np.conj(g1))
-        g2 = np.einsum("gboi,gbo->gbi", M, u1)
+        g2 = (u1[..., None, :] @ M)[..., 0, :]
         u2 = _normalize(np.conj(g2))
         # N = K x_1 u1 x_2 u2: (G, B, *sizes)
         T = _real_times_complex(K_o.transpose(0, 2, 1), u1.transpose(0, 2, 1))  # (G, ci*S, B)
-        T = T.reshape(G, ci, S, B)
-        N = np.einsum("gisb,gbi->gbs", T, u2).reshape((G, B) + sizes)
+        T = np.ascontiguousarray(T.reshape(G, ci, S, B).transpose(0, 3, 2, 1))  # (G, B, S, ci)
+        N = (T @ u2[..., None])[..., 0].reshape((G, B) + sizes)
         for a in range(d):
             spatial[a] = _normalize(np.conj(_contract_spatial(N, spatial, skip=a)))
         vals = np.abs(_contract_spatial(N, spatial))  # (G, B)
@@ -120,7 +123,28 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
             converged = True
             break
         prev = best.copy()
-    return HopmResult(values=best, iterations=it, converged=converged)
+        if it == settings.prune_after and B > settings.keep:
+            # restarts have separated: continue with the best few of each group only
+            order = np.argsort(-vals, axis=1)[:, : settings.keep]
+            pick = lambda v: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), axis=1)
+            u1, u2 = pick(u1), pick(u2)
+            spatial = [pick(v) for v in spatial]
+            B = settings.keep
+    # the float32 sweeps may round slightly up: report |K(u)| of the final vectors in float64,
+    # a value attained by unit vectors and hence <= ||K||_sigma
+    final = _value64(K, u1, u2, spatial)
+    return HopmResult(values=final, iterations=it, converged=converged)
+
+
+def _value64(K: np.ndarray, u1, u2, spatial) -> np.ndarray:
+    """``max_b |K_g(u1, u2, u3, ...)|`` per group, in float64 with normalised vectors."""
+    vecs = [_normalize(v.astype(np.complex128)) for v in [u1, u2] + list(spatial)]
+    G, B = u1.shape[:2]
+    K64 = K.astype(np.float64).reshape(G, K.shape[1], -1)  # (G, co, ci*S)
+    t = np.einsum("gbo,goj->gbj", vecs[0], K64).reshape((G, B, K.shape[2]) + K.shape[3:])
+    for v in vecs[1:]:
+        t = np.einsum("gbk...,gbk->gb...", t, v)
+    return np.abs(t).max(axis=1)
 
 
 def _spatial_outer(spatial: list[np.ndarray], G: int, B: int) -> np.ndarray:

@@ -1,0 +1,193 @@
+"""Walk a :class:`Graph` and compose per-layer bounds into network Lipschitz constants.
+
+For every value the engine keeps its Lipschitz constant with respect to the
+network input, once per *composition* (the selected method, e.g. ``tn``, and
+``certified``, where every factor is a guaranteed upper bound; ``exact`` too
+with ``--compare exact``). The network number of a composition is the
+root-sum-square over the selected outputs (the map to all of them jointly).
+It is a guaranteed bound (kind ``upper``) only when every layer factor in it is.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from lipaudit.bounds import CONV_METHODS, BoundSettings
+from lipaudit.errors import UnsupportedOpError, UsageError
+from lipaudit.fold import plan_bn_folds
+from lipaudit.graph import Graph
+from lipaudit.ops import load_rules
+from lipaudit.ops.context import LayerRecord, RuleContext
+from lipaudit.values import Kind
+
+METHODS = ("tn", "f4", "fro", "certified")
+COMPARE_METHODS = ("exact", "f4", "fro", "fft", "symbol", "tn")
+MEASURED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization"}
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """What to compute.
+
+    Attributes:
+        method: per-layer method composed into the main network number
+            (``tn``, ``f4``, ``fro``, or ``certified``).
+        compare: extra per-layer methods (``exact``, ``f4``, ``fro``, ``fft``, ``symbol``).
+        outputs: certify the map to these values only (default: all graph outputs).
+        until: certify the map to this node's outputs.
+        bounds: solver settings.
+    """
+
+    method: str = "tn"
+    compare: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    until: str | None = None
+    bounds: BoundSettings = field(default_factory=BoundSettings)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise UsageError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        bad = [c for c in self.compare if c not in COMPARE_METHODS]
+        if bad:
+            raise UsageError(f"unknown --compare method(s) {', '.join(bad)}; choose from {', '.join(COMPARE_METHODS)}")
+
+    @property
+    def compositions(self) -> list[str]:
+        comps = [] if self.method == "certified" else [self.method]
+        comps.append("certified")
+        if "exact" in self.compare:
+            comps.append("exact")
+        return comps
+
+    @property
+    def conv_methods(self) -> tuple[str, ...]:
+        # fro is free and always computed; tn and certified are in every default report
+        wanted = {"fro": ["fro"], "f4": ["f4", "fro"], "tn": ["tn", "f4", "fro"]}.get(self.method, ["tn", "f4", "fro"])
+        if self.method == "certified":
+            wanted.append("fft")  # tighter than f4 at the model's own input size
+        wanted += [m for m in self.compare if m in CONV_METHODS]
+        return tuple(dict.fromkeys(wanted))
+
+
+@dataclass
+class NetworkValue:
+    """A network Lipschitz constant for one composition."""
+
+    value: float
+    kind: Kind
+    per_output: dict[str, float]
+    estimate_layers: list[str]  # layers whose factor is only an estimate
+
+
+@dataclass
+class AuditResult:
+    layers: list[LayerRecord]
+    factors: list[dict]
+    network: dict[str, NetworkValue]
+    inputs: list[str]
+    outputs: list[str]
+    settings: AuditSettings
+    elapsed_s: float
+
+
+def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Progress | None = None) -> AuditResult:
+    """Compute per-layer values and network constants for ``graph``.
+
+    Raises:
+        UnsupportedOpError: an op on the way to the selected outputs has no rule,
+            or no global Lipschitz constant.
+        UsageError: an unknown ``--output``/``--until`` name.
+    """
+    t0 = time.perf_counter()
+    rules = load_rules()
+    outputs = _select_outputs(graph, settings)
+    needed = _needed_nodes(graph, outputs)
+    ctx = RuleContext(graph, settings.compositions, settings.conv_methods, settings)
+    plan_bn_folds(graph, ctx)
+    for name in graph.inputs:
+        ctx.lips[name] = {c: 1.0 for c in ctx.compositions}
+    total = sum(1 for n in graph.nodes if n.name in needed and n.op in MEASURED_OPS)
+    done = 0
+    for node in graph.nodes:
+        if node.name not in needed:
+            continue
+        depends = [x for x in node.inputs if x and x not in graph.constants and ctx.lips.get(x) is not None]
+        if not depends:
+            for o in node.outputs:
+                ctx.lips[o] = None  # a function of constants only
+            continue
+        fn = rules.get(node.op)
+        if fn is None:
+            raise UnsupportedOpError(
+                node.op, node.name,
+                "no Lipschitz rule for this op; use --output/--until to stop before it "
+                "(run `lipaudit ops` to list supported ops)",
+            )
+        results = fn(node, ctx)
+        for o, lip in zip(node.outputs, results):
+            if o:
+                ctx.lips[o] = lip
+        if node.op in MEASURED_OPS:
+            done += 1
+            if progress is not None:
+                progress(done, total, node.name)
+    network = {}
+    for c in ctx.compositions:
+        per_output = {o: (ctx.lips.get(o) or {}).get(c, 0.0) for o in outputs}
+        value = math.sqrt(sum(v * v for v in per_output.values()))
+        estimates = ctx.unsound.get(c, [])
+        network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates)
+    _shares(ctx.layers, ctx.compositions[0])
+    return AuditResult(
+        layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
+        settings=settings, elapsed_s=time.perf_counter() - t0,
+    )
+
+
+def _select_outputs(graph: Graph, settings: AuditSettings) -> list[str]:
+    if settings.until:
+        node = graph.node(settings.until)
+        if node is None:
+            raise UsageError(f"--until: no node named {settings.until!r}")
+        return [o for o in node.outputs if o][:1]
+    if not settings.outputs:
+        return list(graph.outputs)
+    known = set(graph.inputs) | {o for n in graph.nodes for o in n.outputs} | set(graph.constants)
+    missing = [o for o in settings.outputs if o not in known]
+    if missing:
+        raise UsageError(f"--output: no value named {', '.join(map(repr, missing))}; graph outputs are {graph.outputs}")
+    return list(settings.outputs)
+
+
+def _needed_nodes(graph: Graph, outputs: list[str]) -> set[str]:
+    """Names of the nodes the selected outputs depend on."""
+    producers = graph.producers()
+    needed: set[str] = set()
+    stack = list(outputs)
+    seen: set[str] = set()
+    while stack:
+        value = stack.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        node = producers.get(value)
+        if node is not None and node.name not in needed:
+            needed.add(node.name)
+            stack.extend(x for x in node.inputs if x)
+    return needed
+
+
+def _shares(layers: list[LayerRecord], composition: str) -> None:
+    """Each layer's share of the growth of the bound: its positive log factor over the total."""
+    logs = []
+    for layer in layers:
+        r = layer.values.get(composition) or layer.values["certified"]
+        logs.append(max(math.log(r.value), 0.0) if r.value > 0 else 0.0)
+    total = sum(logs)
+    for layer, lg in zip(layers, logs):
+        layer.share = lg / total if total > 0 else 0.0

@@ -1,0 +1,29 @@
+"""Errors that end an audit with exit code 2 and one clear line."""
+
+from __future__ import annotations
+
+
+class LipauditError(Exception):
+    """Base class: the audit could not decide. ``str(err)`` is the one-line message."""
+
+    exit_code = 2
+
+
+class ModelLoadError(LipauditError):
+    """The model file is missing, unreadable, malformed, or unsafe to load."""
+
+
+class InputShapeError(LipauditError):
+    """A static input shape is needed and could not be determined."""
+
+
+class UnsupportedOpError(LipauditError):
+    """An operator has no Lipschitz rule, or no global Lipschitz constant exists."""
+
+    def __init__(self, op: str, node: str, reason: str):
+        self.op, self.node, self.reason = op, node, reason
+        super().__init__(f"cannot bound op {op!r} at node {node!r}: {reason}")
+
+
+class UsageError(LipauditError):
+    """Bad command-line usage or settings."""

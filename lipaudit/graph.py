@@ -1,0 +1,53 @@
+"""The framework-neutral graph every loader produces and the engine walks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Node:
+    """One operator. ``name`` is the model's node name, or its first output when unnamed."""
+
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    domain: str = ""
+
+
+@dataclass
+class Graph:
+    """Nodes in topological order, with every constant folded into ``constants``.
+
+    ``inputs`` are the input-dependent graph inputs (the network input),
+    ``shapes`` the static shape of every value that has one.
+    """
+
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    constants: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def consumers(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {}
+        for node in self.nodes:
+            for name in node.inputs:
+                if name:
+                    out.setdefault(name, []).append(node)
+        return out
+
+    def producers(self) -> dict[str, Node]:
+        return {o: node for node in self.nodes for o in node.outputs if o}
+
+    def node(self, name: str) -> Node | None:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None

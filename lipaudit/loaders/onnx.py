@@ -1,0 +1,263 @@
+"""ONNX files -> :class:`lipaudit.graph.Graph`.
+
+Steps: read (external data from the model's directory), ``onnx.checker``,
+fix the input shape (symbolic batch -> 1, other symbolic dims from the user),
+shape inference, then fold every constant subgraph (initializers,
+``Constant``, ``ConstantOfShape``, ``Cast``/``Reshape``/... of constants, and
+``Shape`` of a statically shaped tensor) so weights always appear as arrays.
+No code from the file is executed: ONNX is a protobuf, evaluated here by
+onnx's own reference operators on constants only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from lipaudit.errors import InputShapeError, ModelLoadError, UnsupportedOpError
+from lipaudit.graph import Graph, Node
+
+CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
+# never folded even with constant inputs: their output is not a function of the inputs
+NON_DETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+
+
+def load_onnx(path: str, input_shape: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None) -> Graph:
+    """Read an ONNX model into a :class:`Graph`.
+
+    Args:
+        path: the ``.onnx`` file; external data files are read from its directory.
+        input_shape: the network input's shape (or ``{input_name: shape}``), used
+            for symbolic dimensions other than a leading batch dimension.
+
+    Raises:
+        ModelLoadError: not a file, not ONNX, truncated, fails the checker, missing weights.
+        InputShapeError: a symbolic dimension needs ``--input-shape``.
+    """
+    import onnx
+
+    model = _read(path)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # onnx raises ValidationError and friends
+        raise ModelLoadError(f"{path}: fails onnx.checker: {_first_line(exc)}") from None
+    for node in model.graph.node:
+        if node.op_type in CONTROL_FLOW:
+            raise UnsupportedOpError(node.op_type, node.name or node.output[0], "control flow is not analysed")
+    initializers = {t.name for t in model.graph.initializer}
+    net_inputs = [i for i in model.graph.input if i.name not in initializers]
+    if not net_inputs:
+        raise ModelLoadError(f"{path}: the model has no input that is not a constant")
+    _fix_input_shapes(model, net_inputs, input_shape)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: shape inference failed: {_first_line(exc)}") from None
+    return _to_graph(inferred, path, [i.name for i in net_inputs])
+
+
+def _read(path: str):
+    import onnx
+
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path}: is a directory, not a model file")
+    if os.path.getsize(path) == 0:
+        raise ModelLoadError(f"{path}: empty file")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+    if not model.graph.node and not model.graph.input:
+        raise ModelLoadError(f"{path}: not an ONNX model (no graph found)")
+    try:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: missing or unreadable external weights ({_first_line(exc)})") from None
+    return model
+
+
+def _fix_input_shapes(model, net_inputs, input_shape) -> None:
+    wanted: dict[str, tuple[int, ...]] = {}
+    if isinstance(input_shape, dict):
+        wanted = {k: tuple(v) for k, v in input_shape.items()}
+        unknown = set(wanted) - {i.name for i in net_inputs}
+        if unknown:
+            raise InputShapeError(f"--input-shape names unknown input(s) {sorted(unknown)}; inputs are {[i.name for i in net_inputs]}")
+    elif input_shape is not None:
+        wanted = {net_inputs[0].name: tuple(input_shape)}
+    for value in net_inputs:
+        dims = value.type.tensor_type.shape.dim
+        given = wanted.get(value.name)
+        if given is not None:
+            if len(given) != len(dims):
+                raise InputShapeError(
+                    f"--input-shape {','.join(map(str, given))} has rank {len(given)}, input {value.name!r} has rank {len(dims)}"
+                )
+            for d, n in zip(dims, given):
+                if d.HasField("dim_value") and d.dim_value not in (0, n):
+                    raise InputShapeError(f"--input-shape gives {n} where input {value.name!r} has fixed size {d.dim_value}")
+                d.dim_value = int(n)
+            continue
+        for axis, d in enumerate(dims):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                continue
+            if axis == 0:
+                d.dim_value = 1  # a symbolic leading batch dimension
+            else:
+                raise InputShapeError(
+                    f"input {value.name!r} has a symbolic dimension {d.dim_param or '?'!r} at axis {axis}; "
+                    f"give the full shape with --input-shape (e.g. --input-shape 1,3,224,224)"
+                )
+
+
+def _to_graph(model, path: str, input_names: list[str]) -> Graph:
+    from onnx import numpy_helper
+
+    g = model.graph
+    shapes: dict[str, tuple[int, ...]] = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        t = v.type.tensor_type
+        if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+            shapes[v.name] = tuple(int(d.dim_value) for d in t.shape.dim)
+    constants: dict[str, np.ndarray] = {}
+    for init in g.initializer:
+        try:
+            constants[init.name] = numpy_helper.to_array(init)
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: weight {init.name!r} cannot be read ({_first_line(exc)})") from None
+    opset = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
+    nodes: list[Node] = []
+    kept = []
+    used_names: set[str] = set()
+    for proto in g.node:
+        node = Node(
+            name=proto.name or (proto.output[0] if proto.output else proto.op_type),
+            op=proto.op_type,
+            inputs=list(proto.input),
+            outputs=list(proto.output),
+            attrs={a.name: _attr_value(a) for a in proto.attribute},
+            domain=proto.domain,
+        )
+        node.name = _unique(node.name, used_names)
+        folded = _try_fold(proto, node, constants, shapes, opset.get("ai.onnx", 21))
+        if folded is not None:
+            for name, arr in zip(node.outputs, folded):
+                if name:
+                    constants[name] = arr
+                    shapes[name] = tuple(arr.shape)
+            continue
+        nodes.append(node)
+        kept.append(proto)
+    for name, arr in constants.items():
+        shapes.setdefault(name, tuple(arr.shape))
+    if any(n.outputs and n.outputs[0] not in shapes for n in nodes):
+        _reinfer_shapes(model, kept, nodes, constants, shapes)
+    return Graph(
+        nodes=nodes,
+        inputs=input_names,
+        outputs=[o.name for o in g.output],
+        constants=constants,
+        shapes=shapes,
+        source={"format": "onnx", "opset": opset.get("ai.onnx"), "producer": model.producer_name or None},
+    )
+
+
+def _reinfer_shapes(model, kept, nodes, constants, shapes) -> None:
+    """Shape inference again, now that computed shapes (Shape -> Gather -> Concat -> Reshape) are constants."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    used = sorted({i for n in nodes for i in n.inputs if i in constants})
+    g = model.graph
+    # inference needs the values of shape-like constants only; weights go in as typed inputs
+    small = [name for name in used if np.asarray(constants[name]).size <= 4096]
+    large = [
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(constants[name].dtype), constants[name].shape)
+        for name in used if name not in small
+    ]
+    net_inputs = [i for i in g.input if i.name not in constants]
+    graph = helper.make_graph(
+        kept, g.name, net_inputs + large, list(g.output),
+        initializer=[numpy_helper.from_array(np.asarray(constants[name]), name) for name in small],
+    )
+    redo = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(redo, data_prop=True)
+    except Exception:
+        return  # keep what the first pass found; a rule needing a shape says so
+    for v in list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = v.type.tensor_type
+        if v.name not in shapes and t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+            shapes[v.name] = tuple(int(d.dim_value) for d in t.shape.dim)
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """Node names are not required to be unique in ONNX; lipaudit's are (suffix ``#k``)."""
+    base, k = name, 1
+    while name in used:
+        k += 1
+        name = f"{base}#{k}"
+    used.add(name)
+    return name
+
+
+def _try_fold(proto, node: Node, constants: dict[str, np.ndarray], shapes, opset: int) -> list[np.ndarray] | None:
+    """Evaluate a node whose inputs are all constant; ``None`` when it depends on the input."""
+    if node.op in NON_DETERMINISTIC or node.op in CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
+        return None
+    if node.op in ("Shape", "Size") and node.inputs[0] in shapes and node.inputs[0] not in constants:
+        # the shape of a statically shaped tensor is a constant
+        shape = np.array(shapes[node.inputs[0]], dtype=np.int64)
+        if node.op == "Size":
+            return [np.array(int(np.prod(shape)), dtype=np.int64)]
+        start = int(node.attrs.get("start", 0))
+        end = node.attrs.get("end")
+        return [shape[start:end] if end is not None else shape[start:]]
+    if not all((not name) or name in constants for name in node.inputs):
+        return None
+    try:
+        feeds = {name: constants[name] for name in node.inputs if name}
+        return [np.asarray(x) for x in _evaluate(proto, feeds, opset)]
+    except Exception as exc:
+        raise ModelLoadError(f"cannot evaluate constant node {node.name!r} ({node.op}): {_first_line(exc)}") from None
+
+
+def _evaluate(proto, feeds: dict[str, np.ndarray], opset: int) -> list:
+    """Run one node with onnx's reference operators, at the model's opset."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = [
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(arr.dtype), arr.shape)
+        for name, arr in feeds.items()
+    ]
+    outputs = [helper.make_empty_tensor_value_info(name) for name in proto.output if name]
+    graph = helper.make_graph([proto], "fold", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return ReferenceEvaluator(model).run(None, feeds)
+
+
+def _attr_value(attr) -> Any:
+    from onnx import AttributeProto, helper, numpy_helper
+
+    if attr.type == AttributeProto.TENSOR:
+        return numpy_helper.to_array(attr.t)
+    if attr.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS):
+        return "<subgraph>"
+    value = helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode("utf-8", "replace") for v in value]
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
