@@ -22,7 +22,7 @@ class PowerSettings:
     tol: float = 1e-7
     block: int = 4
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
 
 
 _TORCH_PAD_MODE = {"zeros": "constant", "circular": "circular", "reflect": "reflect", "replicate": "replicate"}
@@ -81,11 +81,12 @@ def power_iteration(spec: ConvSpec, settings: PowerSettings = PowerSettings()) -
     """
     import torch
 
-    f32, shape = conv_operator(spec, dtype=torch.float32, device=settings.device)
+    device = resolve_device(settings.device)
+    f32, shape = conv_operator(spec, dtype=torch.float32, device=device)
     numel = int(np.prod(shape[1:]))
     block = max(1, min(settings.block, numel))
     gen = torch.Generator(device="cpu").manual_seed(settings.seed)
-    Q = torch.randn((block,) + shape[1:], generator=gen, dtype=torch.float32).to(settings.device)
+    Q = torch.randn((block,) + shape[1:], generator=gen, dtype=torch.float32).to(device)
     Q = _orthonormal(Q)
     prev = 0.0
     converged = False
@@ -107,11 +108,22 @@ def power_iteration(spec: ConvSpec, settings: PowerSettings = PowerSettings()) -
             converged = True
             break
         prev = sigma
-    f64, _ = conv_operator(spec, dtype=torch.float64, device=settings.device)
+    f64, _ = conv_operator(spec, dtype=torch.float64, device=device)
     with torch.no_grad():
         v64 = top.to(torch.float64)
         value = float(f64(v64).norm() / v64.norm())
     return value, it, converged
+
+
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when available, else CPU. Asking for CUDA without one is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return device
 
 
 def _orthonormal(X):

@@ -1,0 +1,81 @@
+"""Model loaders: one module per format, each returning a :class:`lipaudit.graph.Graph`
+(or, for weights without an architecture, a list of standalone layers)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from lipaudit.errors import ModelLoadError
+from lipaudit.graph import Graph
+
+
+@dataclass
+class LoadOptions:
+    input_shape: Any = None  # tuple, or {input name: tuple}
+    trust_pickle: bool = False
+    arch: str | None = None
+    strides: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state dicts: name pattern -> stride
+
+
+@dataclass
+class LoadedModel:
+    """What a loader found: a graph, or weights only (``graph`` None, ``layers`` set)."""
+
+    path: str
+    format: str
+    graph: Graph | None = None
+    weights: Any = None  # lipaudit.loaders.state_dict.WeightsOnly
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def sha256(path: str) -> str | None:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def detect_format(path: str) -> str:
+    """``onnx``, ``torch`` (zip/pickle), ``pt2`` (torch.export) or ``safetensors``, by suffix then content."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path}: is a directory, not a model file")
+    if os.path.getsize(path) == 0:
+        raise ModelLoadError(f"{path}: empty file")
+    lower = path.lower()
+    if lower.endswith(".onnx"):
+        return "onnx"
+    if lower.endswith(".pt2"):
+        return "pt2"
+    if lower.endswith(".safetensors"):
+        return "safetensors"
+    if lower.endswith((".pt", ".pth", ".ckpt", ".bin", ".tar")):
+        return "torch"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):
+        return "torch"
+    if head[:1] == b"\x80":
+        return "torch"  # a raw pickle
+    return "onnx"  # let the ONNX parser say what is wrong
+
+
+def load_model(path: str, options: LoadOptions | None = None) -> LoadedModel:
+    options = options or LoadOptions()
+    fmt = detect_format(path)
+    if fmt == "onnx":
+        from lipaudit.loaders.onnx import load_onnx
+
+        graph = load_onnx(path, options.input_shape)
+        return LoadedModel(path, "onnx", graph=graph, meta=dict(graph.source))
+    from lipaudit.loaders.torch_files import load_torch_file
+
+    return load_torch_file(path, fmt, options)

@@ -1,0 +1,342 @@
+"""The command line: the only place that parses arguments, prints, writes files and exits.
+
+Exit codes: 0 passed, 1 a gate failed, 2 could not decide (bad input,
+unsupported op, usage error, internal error).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from lipaudit import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Audit how much a convolutional network can amplify a perturbation of its input: "
+    "per-layer spectral-norm bounds (the TN bound of Grishina et al., ECCV 2024, and reference bounds) "
+    "and a network Lipschitz certificate. Exit codes: 0 pass, 1 a gate failed, 2 could not decide.",
+)
+
+EXAMPLES = """\b
+Examples:
+  lipaudit check model.onnx
+  lipaudit check model.onnx --method certified --max-lipschitz 100
+  lipaudit check model.onnx --compare exact --json report.json
+  lipaudit check new.onnx --baseline old.json --max-increase 5%
+  lipaudit check detector.onnx --output raw_scores --output raw_boxes
+  lipaudit check runs/*.onnx --jobs 2 -q
+"""
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"lipaudit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+):
+    pass
+
+
+def _parse_shape(text: str):
+    """``1,3,224,224`` or ``name:1,3,224,224`` (several separated by ';')."""
+    from lipaudit.errors import UsageError
+
+    shapes = {}
+    for part in text.split(";"):
+        name, _, dims = part.rpartition(":")
+        try:
+            shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        except ValueError:
+            raise UsageError(f"--input-shape {text!r}: expected comma-separated integers, e.g. 1,3,224,224") from None
+        if not shape or min(shape) < 1:
+            raise UsageError(f"--input-shape {text!r}: every dimension must be a positive integer")
+        shapes[name] = shape
+    if list(shapes) == [""]:
+        return shapes[""]
+    return shapes
+
+
+def _parse_fraction(text: str) -> float:
+    from lipaudit.errors import UsageError
+
+    t = str(text).strip()
+    try:
+        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise UsageError(f"--max-increase {text!r}: expected e.g. 5% or 0.05") from None
+    if value < 0:
+        raise UsageError("--max-increase must be >= 0")
+    return value
+
+
+def _parse_strides(items: list[str]) -> dict[str, tuple[int, ...]]:
+    from lipaudit.errors import UsageError
+
+    out = {}
+    for item in items:
+        pattern, _, value = item.rpartition("=")
+        try:
+            out[pattern or "*"] = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            raise UsageError(f"--stride {item!r}: expected PATTERN=S or PATTERN=SH,SW") from None
+    return out
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@app.command(epilog=EXAMPLES)
+def check(
+    models: List[Path] = typer.Argument(..., help="Model file(s): .onnx, .pt/.pth (state dict, checkpoint, TorchScript), .pt2, .safetensors."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="Per-layer method composed into the main network number: tn (default), f4, fro, certified."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Extra methods per layer, comma-separated or repeated: exact, f4, fro, fft, symbol."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,224,224 (or NAME:1,3,224,224)."),
+    output: Optional[List[str]] = typer.Option(None, "--output", "-o", help="Certify the map to this value only (repeatable)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Certify the map to this node's output."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random starts (default 0); same seed, same numbers."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Iteration cap of HOPM and power iteration."),
+    tol: Optional[float] = typer.Option(None, "--tol", help="Relative convergence tolerance of the iterative methods."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda for the exact-norm power iteration (default: cuda when available)."),
+    max_lipschitz: Optional[float] = typer.Option(None, "--max-lipschitz", help="Fail (exit 1) when the certified network bound exceeds this."),
+    max_layer_norm: Optional[float] = typer.Option(None, "--max-layer-norm", help="Fail when any layer's certified norm exceeds this."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier JSON report to compare against."),
+    max_increase: Optional[str] = typer.Option(None, "--max-increase", help="Allowed growth over --baseline, e.g. 5% (default 0%)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table (default, on stderr) or json (on stdout)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (table + figure)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Audit several models in parallel processes."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules (runs code from the file!)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
+    stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
+    no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON (byte-identical reports)."),
+):
+    """Audit model file(s): per-layer bounds, network certificate, gates."""
+    code = _check(**locals())
+    raise typer.Exit(code)
+
+
+def _check(**kw) -> int:
+    from lipaudit.config import load_config
+    from lipaudit.errors import LipauditError, UsageError
+    from lipaudit.runner import EXIT, CheckOptions
+
+    console = _err_console()
+    try:
+        cfg = load_config()
+
+        def pick(name, key, default=None):
+            value = kw[name]
+            if value is None or value == []:
+                value = cfg.get(key, default)
+            return value
+
+        compare = []
+        for item in pick("compare", "compare", []) or []:
+            compare += [c.strip() for c in str(item).split(",") if c.strip()]
+        fmt = pick("fmt", "format", "table")
+        if fmt not in ("table", "json"):
+            raise UsageError(f"--format {fmt!r}: choose table or json")
+        device = pick("device", "device", "auto")
+        if device not in ("auto", "cpu", "cuda"):
+            raise UsageError(f"--device {device!r}: choose cpu or cuda")
+        shape = pick("input_shape", "input-shape")
+        outputs = pick("output", "output", []) or []
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        strides = pick("stride", "stride", []) or []
+        opts = CheckOptions(
+            method=pick("method", "method", "tn"),
+            compare=tuple(dict.fromkeys(compare)),
+            input_shape=_parse_shape(str(shape)) if shape else None,
+            outputs=tuple(outputs),
+            until=pick("until", "until"),
+            seed=int(pick("seed", "seed", 0)),
+            iters=pick("iters", "iters"),
+            tol=pick("tol", "tol"),
+            device=device,
+            max_lipschitz=pick("max_lipschitz", "max-lipschitz"),
+            max_layer_norm=pick("max_layer_norm", "max-layer-norm"),
+            baseline=str(pick("baseline", "baseline")) if pick("baseline", "baseline") else None,
+            max_increase=_parse_fraction(pick("max_increase", "max-increase", "0")),
+            trust_pickle=bool(kw["trust_pickle"] or cfg.get("trust-pickle", False)),
+            arch=kw["arch"],
+            strides=_parse_strides(strides if isinstance(strides, list) else [strides]),
+            timed=not kw["no_timings"],
+        )
+        from lipaudit.engine import AuditSettings
+
+        AuditSettings(method=opts.method, compare=opts.compare)  # validate early: a usage error, exit 2
+        if opts.iters is not None and opts.iters < 1:
+            raise UsageError("--iters must be >= 1")
+        if opts.tol is not None and not (0 <= opts.tol < 1):
+            raise UsageError("--tol must be in [0, 1)")
+        jobs = int(pick("jobs", "jobs", 1))
+    except LipauditError as exc:
+        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return 2
+    paths = [str(p) for p in kw["models"]]
+    if len(paths) > 1 and (kw["json_path"] or kw["html_path"]) and fmt != "json":
+        pass  # one combined JSON list below
+    reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt == "json", console=console)
+    for report in reports:
+        if report["verdict"] == "error" and not kw["quiet"]:
+            console.print(f"[bold red]error:[/] {report['findings'][0]['message']}", markup=True, highlight=False, soft_wrap=True)
+    _emit(reports, fmt, kw, console)
+    return max(EXIT[r["verdict"]] for r in reports)
+
+
+def _run_all(paths, opts, jobs, quiet, console):
+    from lipaudit.runner import run_check
+
+    if len(paths) > 1 and jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(run_check, paths, [opts] * len(paths)))
+    reports = []
+    for path in paths:
+        interactive = sys.stderr.isatty() and not os.environ.get("CI")  # never animate into a log
+        if not quiet and interactive and len(paths) == 1:
+            reports.append(_with_progress(path, opts, console))
+        else:
+            reports.append(run_check(path, opts))
+    return reports
+
+
+def _with_progress(path, opts, console):
+    """A progress bar on an interactive stderr only; nothing animated in CI logs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lipaudit.runner import run_check
+
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("bounding layers", total=None)
+
+        def progress(done, total, name):
+            bar.update(task, total=total, completed=done, description=f"bounding {name[:30]}")
+
+        return run_check(path, opts, progress)
+
+
+def _emit(reports, fmt, kw, console):
+    from lipaudit.report.json_report import dumps
+    from lipaudit.report.table import render_multi, render_table, verdict_line
+
+    color = console.is_terminal and not os.environ.get("NO_COLOR") or bool(os.environ.get("FORCE_COLOR"))
+    if os.environ.get("NO_COLOR"):
+        color = False
+    width = max(console.width, 100) if console.is_terminal else 200
+    payload = dumps(reports[0]) if len(reports) == 1 else dumps({"reports": reports})
+    if fmt == "json":
+        sys.stdout.write(payload)
+    if kw["json_path"]:
+        _write(kw["json_path"], payload, console)
+    if kw["html_path"]:
+        from lipaudit.report.html import render_html
+
+        _write(kw["html_path"], render_html(reports[0]), console)
+    if fmt == "json":
+        return
+    if kw["quiet"]:
+        for r in reports:
+            sys.stderr.write(verdict_line(r) + "\n")
+        return
+    if len(reports) == 1:
+        if reports[0]["verdict"] != "error":  # an error was already printed as one line
+            sys.stderr.write(render_table(reports[0], width=width, color=color))
+    else:
+        sys.stderr.write(render_multi(reports, width=width, color=color))
+        for r in reports:
+            sys.stderr.write(verdict_line(r) + "\n")
+
+
+def _write(path: Path, text: str, console) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        console.print(f"[bold red]error:[/] cannot write {path}: {exc.strerror}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+@app.command()
+def explain(code: str = typer.Argument(..., help="A finding code, e.g. LIP001, or its name.")):
+    """Explain a finding code."""
+    from lipaudit.findings import CODES
+
+    key = code.upper()
+    found = CODES.get(key) or next((c for c in CODES.values() if c.name == code.lower()), None)
+    if found is None:
+        typer.echo(f"error: unknown code {code!r}; known: {', '.join(CODES)}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{found.code} {found.name} ({found.severity})\n\n{found.summary}\n\n{found.explanation}")
+
+
+@app.command()
+def codes():
+    """List every finding code."""
+    from lipaudit.findings import CODES
+
+    for c in CODES.values():
+        typer.echo(f"{c.code}  {c.name:<28} {c.severity:<8} {c.summary}")
+
+
+@app.command()
+def ops():
+    """List the ONNX operators lipaudit has a Lipschitz rule for (refusals included)."""
+    from lipaudit.ops import load_rules
+    from lipaudit.ops.refused import DISCONTINUOUS, UNBOUNDED
+
+    rules = load_rules()
+    supported = sorted(op for op in rules if op not in UNBOUNDED and op not in DISCONTINUOUS)
+    typer.echo("supported: " + ", ".join(supported))
+    typer.echo("refused (no global Lipschitz constant or not continuous): " + ", ".join(sorted(set(UNBOUNDED) | DISCONTINUOUS)))
+
+
+@app.command()
+def plot(
+    report: Path = typer.Argument(..., help="A JSON report written by lipaudit check --json."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output image (.png or .svg)."),
+):
+    """Plot per-layer values (log scale) with the exact norm as reference, and their ratios."""
+    import json
+
+    from lipaudit.errors import LipauditError
+
+    try:
+        data = json.loads(Path(report).read_text())
+        if "reports" in data:
+            data = data["reports"][0]
+        from lipaudit.report.plot import write_plot
+
+        write_plot(data, str(out))
+    except LipauditError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"error: {report}: not a readable lipaudit report ({type(exc).__name__}: {exc})", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {out}", err=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(2)

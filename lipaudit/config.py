@@ -1,0 +1,45 @@
+"""Settings from ``[tool.lipaudit]`` in the nearest ``pyproject.toml`` (flags override them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lipaudit.errors import UsageError
+
+KEYS = {
+    "method", "compare", "input-shape", "output", "until", "seed", "iters", "tol", "device",
+    "max-lipschitz", "max-layer-norm", "baseline", "max-increase", "format", "jobs", "trust-pickle", "stride",
+}
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for folder in [here, *here.parents]:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(start: Path | None = None) -> dict[str, Any]:
+    """The ``[tool.lipaudit]`` table of the nearest pyproject.toml, or ``{}``."""
+    path = find_pyproject(start)
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot parse ({exc})") from None
+    table = data.get("tool", {}).get("lipaudit", {})
+    unknown = set(table) - KEYS
+    if unknown:
+        raise UsageError(f"{path}: unknown [tool.lipaudit] key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
+    return table

@@ -1,0 +1,91 @@
+"""Stable finding codes: what can go wrong in an audit, and what each one means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    name: str
+    severity: str  # error (fails the run) | warning | info
+    summary: str
+    explanation: str
+
+
+CODES: dict[str, Code] = {
+    c.code: c
+    for c in [
+        Code("LIP001", "network-bound-exceeded", "error", "The certified network Lipschitz bound is above --max-lipschitz.",
+             "The network certificate (every factor a guaranteed upper bound) exceeds the threshold. The true "
+             "Lipschitz constant may be lower; the certificate cannot show it is below the threshold."),
+        Code("LIP002", "layer-norm-exceeded", "error", "A layer's certified norm is above --max-layer-norm.",
+             "The layer's smallest guaranteed upper bound exceeds the threshold. For a layer meant to be "
+             "1-Lipschitz (e.g. spectral normalisation) this shows the constraint does not hold for the conv."),
+        Code("LIP003", "bound-regressed", "error", "The certified network bound grew by more than --max-increase over the baseline.",
+             "Compared with the report given by --baseline, the network certificate increased by more than "
+             "the allowed fraction."),
+        Code("LIP004", "layer-regressed", "warning", "A layer's certified norm grew by more than --max-increase over the baseline.",
+             "Reported per layer (matched by name) to show where a network-level regression comes from."),
+        Code("LIP005", "tn-below-exact", "error", "The TN value of a layer is below its exact norm: it is not an upper bound.",
+             "HOPM converges from below; if it stopped early the TN value can fall below the true norm. The "
+             "certified value never uses an unverified TN, but the TN composition is then not a bound. Raise "
+             "--iters or lower --tol."),
+        Code("LIP006", "network-value-is-estimate", "info", "The selected method's network number contains estimates.",
+             "At least one layer's factor in the selected composition is an estimate (e.g. unverified TN), so that "
+             "network number is an estimate, not a certificate. The 'certified' network number is always one."),
+        Code("LIP007", "hopm-not-converged", "warning", "HOPM hit its iteration cap before converging.",
+             "The TN value of the layer is a lower estimate of the TN bound that may be further from it than the "
+             "tolerance. Raise --iters."),
+        Code("LIP008", "no-graph", "info", "The file holds weights only: per-layer values, no network certificate.",
+             "State dicts and checkpoints store no architecture, so nothing says how layers connect. Use an "
+             "ONNX/.pt2/TorchScript file, or --arch module:factory, for a network certificate."),
+        Code("LIP009", "stride-assumed", "warning", "Strides and padding were assumed for a layer (state dict).",
+             "A state dict does not store strides; stride 1 was assumed unless --stride gave one. The TN value of "
+             "a strided conv differs; give the real stride for a true per-layer bound."),
+        Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
+             "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
+        Code("LIP101", "unsupported-op", "error", "An operator has no Lipschitz rule or no global Lipschitz constant.",
+             "The audit stops rather than assuming a factor of 1. Use --output/--until to certify up to a value "
+             "before that node (e.g. raw detection heads before their post-processing)."),
+        Code("LIP102", "input-shape-needed", "error", "A static input shape is needed.",
+             "A symbolic dimension other than the leading batch dimension needs --input-shape."),
+        Code("LIP103", "usage-error", "error", "The command line or settings are invalid.", "See lipaudit check --help."),
+        Code("LIP104", "internal-error", "error", "lipaudit failed unexpectedly.",
+             "Please report it with the model if possible. The run is marked as an error (exit 2), never as passed."),
+        Code("LIP105", "baseline-unreadable", "error", "The --baseline report could not be read.",
+             "The baseline must be a JSON report written by lipaudit (--json)."),
+        Code("LIP106", "gate-needs-graph", "error", "A gate needs a network number, which this file cannot give.",
+             "--max-lipschitz and --baseline compare network certificates; a state dict has no graph."),
+    ]
+}
+
+
+@dataclass
+class Finding:
+    code: str
+    message: str
+    node: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return CODES[self.code].name
+
+    @property
+    def severity(self) -> str:
+        return CODES[self.code].severity
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "name": self.name, "severity": self.severity, "message": self.message}
+        if self.node is not None:
+            out["node"] = self.node
+        if self.value is not None:
+            out["value"] = float(self.value)
+        if self.threshold is not None:
+            out["threshold"] = float(self.threshold)
+        return out

@@ -1,0 +1,81 @@
+"""Thresholds and baselines turn an audit result into findings and a verdict. Pure: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lipaudit.engine import AuditResult
+from lipaudit.findings import Finding
+from lipaudit.values import Kind
+
+
+@dataclass(frozen=True)
+class Gates:
+    max_lipschitz: float | None = None
+    max_layer_norm: float | None = None
+    baseline: dict[str, Any] | None = None  # a previous JSON report
+    max_increase: float = 0.0  # fraction, 0.05 = 5 %
+
+
+def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
+    """All findings for a finished audit, gates first."""
+    findings: list[Finding] = []
+    cert = result.network["certified"]
+    if gates.max_lipschitz is not None and cert.value > gates.max_lipschitz:
+        findings.append(Finding("LIP001", f"certified network bound {cert.value:.6g} > {gates.max_lipschitz:.6g}",
+                                value=cert.value, threshold=gates.max_lipschitz))
+    if gates.max_layer_norm is not None:
+        for layer in result.layers:
+            v = layer.values["certified"].value
+            if v > gates.max_layer_norm:
+                findings.append(Finding("LIP002", f"layer {layer.name} certified norm {v:.6g} > {gates.max_layer_norm:.6g}",
+                                        node=layer.name, value=v, threshold=gates.max_layer_norm))
+    if gates.baseline is not None:
+        findings += _regressions(result, gates.baseline, gates.max_increase)
+    findings += soundness_findings(result)
+    return findings
+
+
+def _regressions(result: AuditResult, baseline: dict[str, Any], max_increase: float) -> list[Finding]:
+    out = []
+    old = baseline["network"]["certified"]["value"]
+    new = result.network["certified"].value
+    limit = old * (1 + max_increase) * (1 + 1e-9)
+    if new > limit:
+        out.append(Finding("LIP003", f"certified network bound {new:.6g} vs baseline {old:.6g} "
+                                     f"(+{(new / old - 1) * 100:.2f}%, allowed +{max_increase * 100:.2f}%)",
+                           value=new, threshold=limit))
+    old_layers = {l["name"]: l["values"]["certified"]["value"] for l in baseline.get("layers", []) if "certified" in l.get("values", {})}
+    for layer in result.layers:
+        before = old_layers.get(layer.name)
+        now = layer.values["certified"].value
+        if before is not None and now > before * (1 + max_increase) * (1 + 1e-9):
+            out.append(Finding("LIP004", f"layer {layer.name} certified norm {now:.6g} vs baseline {before:.6g}",
+                               node=layer.name, value=now, threshold=before * (1 + max_increase)))
+    return out
+
+
+def soundness_findings(result: AuditResult) -> list[Finding]:
+    """Unsound or unconverged values, and estimate-based network numbers: never hidden."""
+    out = []
+    for layer in result.layers:
+        tn, exact = layer.values.get("tn"), layer.values.get("exact")
+        if tn is not None and exact is not None:
+            # the exact value's lower end is attained by an actual input: TN below it cannot be a bound
+            lower = exact.detail.get("lower_estimate", exact.value) if exact.detail else exact.value
+            if tn.value < lower * (1 - 1e-6):
+                out.append(Finding("LIP005", f"layer {layer.name}: tn {tn.value:.6g} < exact norm {lower:.6g}",
+                                   node=layer.name, value=tn.value, threshold=lower))
+        if tn is not None and tn.detail.get("converged") is False:
+            out.append(Finding("LIP007", f"layer {layer.name}: HOPM stopped at {tn.iterations} iterations", node=layer.name))
+    method = result.settings.method
+    if method != "certified" and result.network[method].kind is not Kind.UPPER:
+        out.append(Finding("LIP006", f"the {method} network number is an estimate "
+                                     f"({len(result.network[method].estimate_layers)} layer factor(s) are estimates); "
+                                     "the certified number is a guaranteed bound"))
+    return out
+
+
+def verdict(findings: list[Finding]) -> str:
+    return "fail" if any(f.severity == "error" for f in findings) else "pass"

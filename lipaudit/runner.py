@@ -1,0 +1,215 @@
+"""One audit from a path to a finished report dict: load, audit, gates, report.
+
+Every failure becomes a report with verdict ``error`` and a finding; nothing
+escapes as a traceback. Used by the CLI, and by ``--jobs`` worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from lipaudit.errors import InputShapeError, LipauditError, ModelLoadError, UnsupportedOpError, UsageError
+from lipaudit.findings import Finding
+
+EXIT = {"pass": 0, "fail": 1, "error": 2}
+
+
+@dataclass
+class CheckOptions:
+    method: str = "tn"
+    compare: tuple[str, ...] = ()
+    input_shape: Any = None
+    outputs: tuple[str, ...] = ()
+    until: str | None = None
+    seed: int = 0
+    iters: int | None = None
+    tol: float | None = None
+    device: str = "auto"
+    max_lipschitz: float | None = None
+    max_layer_norm: float | None = None
+    baseline: str | None = None
+    max_increase: float = 0.0
+    trust_pickle: bool = False
+    arch: str | None = None
+    strides: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    timed: bool = True
+
+
+def audit_settings(opts: CheckOptions):
+    from lipaudit.bounds import BoundSettings, HopmSettings, PowerSettings
+    from lipaudit.engine import AuditSettings
+
+    hopm = HopmSettings(seed=opts.seed)
+    power = PowerSettings(seed=opts.seed, device=opts.device)
+    if opts.iters is not None:
+        hopm = HopmSettings(seed=opts.seed, max_iters=opts.iters, tol=hopm.tol if opts.tol is None else opts.tol)
+        power = PowerSettings(seed=opts.seed, device=opts.device, max_iters=opts.iters, tol=power.tol if opts.tol is None else opts.tol)
+    elif opts.tol is not None:
+        hopm = HopmSettings(seed=opts.seed, tol=opts.tol)
+        power = PowerSettings(seed=opts.seed, device=opts.device, tol=opts.tol)
+    return AuditSettings(
+        method=opts.method, compare=tuple(opts.compare), outputs=tuple(opts.outputs), until=opts.until,
+        bounds=BoundSettings(hopm=hopm, power=power),
+    )
+
+
+def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
+    h, p = settings.bounds.hopm, settings.bounds.power
+    return {
+        "method": opts.method,
+        "compare": list(opts.compare),
+        "seed": opts.seed,
+        "outputs": list(opts.outputs),
+        "until": opts.until,
+        "device": opts.device,
+        "hopm": {"restarts": h.restarts, "fourier_starts": h.fourier_starts, "max_iters": h.max_iters, "tol": h.tol,
+                 "prune_after": h.prune_after, "keep": h.keep},
+        "power": {"max_iters": p.max_iters, "tol": p.tol, "block": p.block},
+        "exact_rtol": settings.bounds.exact_rtol,
+        "gates": {"max_lipschitz": opts.max_lipschitz, "max_layer_norm": opts.max_layer_norm,
+                  "baseline": opts.baseline, "max_increase": opts.max_increase},
+    }
+
+
+def run_check(path: str, opts: CheckOptions, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """Audit one model file; always returns a report (verdict pass, fail or error)."""
+    from lipaudit.loaders import sha256
+
+    t_start = time.perf_counter()
+    model: dict[str, Any] = {"path": path, "sha256": None, "format": None, "input_shape": None}
+    settings_dict: dict[str, Any] = {"method": opts.method, "seed": opts.seed, "compare": list(opts.compare)}
+    timings: dict[str, float] = {}
+    try:
+        if opts.device == "cuda":
+            from lipaudit.bounds.power import resolve_device
+
+            try:
+                resolve_device("cuda")
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        settings = audit_settings(opts)
+        settings_dict = settings_json(opts, settings)
+        baseline = _read_baseline(opts.baseline) if opts.baseline else None
+        t0 = time.perf_counter()
+        loaded = _load(path, opts)
+        timings["load_s"] = time.perf_counter() - t0
+        model.update(sha256=sha256(path), format=loaded.format, opset=loaded.meta.get("opset"),
+                     producer=loaded.meta.get("producer"), has_graph=loaded.graph is not None)
+        t0 = time.perf_counter()
+        if loaded.graph is not None:
+            from lipaudit.engine import audit
+
+            graph = loaded.graph
+            model["inputs"] = list(graph.inputs)
+            model["input_shape"] = list(graph.shapes.get(graph.inputs[0], ())) or None
+            result = audit(graph, settings, progress)
+        else:
+            from lipaudit.loaders.state_dict import audit_weights
+
+            result = audit_weights(loaded.weights, settings, progress)
+            model["input_shape"] = None
+        timings["bounds_s"] = sum(v.time_s for l in result.layers for v in l.values.values() if v.method != "certified")
+        timings["certificate_s"] = max(time.perf_counter() - t0 - timings["bounds_s"], 0.0)
+        model["outputs"] = list(result.outputs)
+        findings = _findings(result, opts, baseline, loaded.graph is not None)
+        from lipaudit.policy import verdict as decide
+
+        verdict = decide(findings)
+        if any(f.code == "LIP106" for f in findings):
+            verdict = "error"
+        t0 = time.perf_counter()
+        from lipaudit.report.json_report import build_report
+
+        report = build_report(result, model=model, settings=settings_dict, findings=findings, verdict=verdict,
+                              elapsed_s=0.0, timings=timings, timed=opts.timed)
+        timings["report_s"] = time.perf_counter() - t0
+    except LipauditError as exc:
+        report = _error_report(model, settings_dict, exc, opts)
+    except MemoryError:
+        report = _error_report(model, settings_dict, LipauditError("out of memory"), opts, code="LIP104")
+    except Exception as exc:  # never a traceback, never a pass
+        report = _error_report(model, settings_dict, LipauditError(f"internal error: {type(exc).__name__}: {exc}"), opts, code="LIP104")
+    elapsed = time.perf_counter() - t_start
+    report["elapsed_s"] = round(elapsed, 4) if opts.timed else 0.0
+    if "timings" in report:
+        report["timings"] = {k: (round(v, 4) if opts.timed else 0.0) for k, v in timings.items()}
+    return report
+
+
+def _load(path: str, opts: CheckOptions):
+    from lipaudit.loaders import LoadOptions, load_model
+
+    return load_model(path, LoadOptions(input_shape=opts.input_shape, trust_pickle=opts.trust_pickle, arch=opts.arch,
+                                        strides=opts.strides))
+
+
+def _findings(result, opts: CheckOptions, baseline, has_graph: bool) -> list[Finding]:
+    from lipaudit.policy import Gates, evaluate, soundness_findings
+
+    if not has_graph:
+        findings = [Finding("LIP008", "no architecture in this file: per-layer values only, no network certificate "
+                                      "(use an ONNX/.pt2/TorchScript file or --arch module:factory)")]
+        findings += [Finding("LIP009", msg, node=name) for name, msg in result.notes]
+        if opts.max_lipschitz is not None or baseline is not None:
+            findings.append(Finding("LIP106", "--max-lipschitz/--baseline need a network certificate, which a file "
+                                              "without a graph cannot give"))
+        gates = Gates(max_layer_norm=opts.max_layer_norm)
+        findings += [f for f in evaluate_layers_only(result, gates)]
+        findings += [f for f in soundness_findings(result) if f.code != "LIP006"]
+        return findings
+    return evaluate(result, Gates(opts.max_lipschitz, opts.max_layer_norm, baseline, opts.max_increase))
+
+
+def evaluate_layers_only(result, gates):
+    from lipaudit.findings import Finding as F
+
+    out = []
+    if gates.max_layer_norm is not None:
+        for layer in result.layers:
+            v = layer.values["certified"].value
+            if v > gates.max_layer_norm:
+                out.append(F("LIP002", f"layer {layer.name} certified norm {v:.6g} > {gates.max_layer_norm:.6g}",
+                             node=layer.name, value=v, threshold=gates.max_layer_norm))
+    return out
+
+
+def _read_baseline(path: str) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+        data["network"]["certified"]["value"] = float(data["network"]["certified"]["value"])
+        return data
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BaselineError(f"--baseline {path}: not a lipaudit JSON report with a network certificate ({type(exc).__name__}: {exc})") from None
+
+
+class BaselineError(LipauditError):
+    pass
+
+
+_CODE_OF = [
+    (BaselineError, "LIP105"),
+    (ModelLoadError, "LIP100"),
+    (UnsupportedOpError, "LIP101"),
+    (InputShapeError, "LIP102"),
+    (UsageError, "LIP103"),
+]
+
+
+def _error_report(model, settings_dict, exc: LipauditError, opts: CheckOptions, code: str | None = None) -> dict[str, Any]:
+    from lipaudit.report.json_report import build_report
+
+    if code is None:
+        code = next((c for cls, c in _CODE_OF if isinstance(exc, cls)), "LIP104")
+    node = getattr(exc, "node", None)
+    finding = Finding(code, str(exc), node=node)
+    if model.get("sha256") is None and os.path.isfile(model["path"]):
+        from lipaudit.loaders import sha256
+
+        model["sha256"] = sha256(model["path"])
+    return build_report(None, model=model, settings=settings_dict, findings=[finding], verdict="error",
+                        elapsed_s=0.0, timed=opts.timed)
