@@ -142,7 +142,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         value = math.sqrt(sum(v * v for v in per_output.values()))
         estimates = ctx.unsound.get(c, [])
         network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates)
-    _shares(ctx.layers, ctx.compositions[0])
+    layer_shares(ctx.layers, ctx.compositions[0])
     return AuditResult(
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
         settings=settings, elapsed_s=time.perf_counter() - t0,
@@ -182,7 +182,7 @@ def _needed_nodes(graph: Graph, outputs: list[str]) -> set[str]:
     return needed
 
 
-def _shares(layers: list[LayerRecord], composition: str) -> None:
+def layer_shares(layers: list[LayerRecord], composition: str) -> None:
     """Each layer's share of the growth of the bound: its positive log factor over the total."""
     logs = []
     for layer in layers:

@@ -70,7 +70,7 @@ def soundness_findings(result: AuditResult) -> list[Finding]:
         if tn is not None and tn.detail.get("converged") is False:
             out.append(Finding("LIP007", f"layer {layer.name}: HOPM stopped at {tn.iterations} iterations", node=layer.name))
     method = result.settings.method
-    if method != "certified" and result.network[method].kind is not Kind.UPPER:
+    if method in result.network and method != "certified" and result.network[method].kind is not Kind.UPPER:
         out.append(Finding("LIP006", f"the {method} network number is an estimate "
                                      f"({len(result.network[method].estimate_layers)} layer factor(s) are estimates); "
                                      "the certified number is a guaranteed bound"))

@@ -153,7 +153,11 @@ def _findings(result, opts: CheckOptions, baseline, has_graph: bool) -> list[Fin
     if not has_graph:
         findings = [Finding("LIP008", "no architecture in this file: per-layer values only, no network certificate "
                                       "(use an ONNX/.pt2/TorchScript file or --arch module:factory)")]
-        findings += [Finding("LIP009", msg, node=name) for name, msg in result.notes]
+        if result.notes:
+            names = [name for name, _ in result.notes]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            findings.append(Finding("LIP009", f"stride 1 assumed for {len(names)} conv layer(s) ({shown}); "
+                                              "give real strides with --stride PATTERN=S"))
         if opts.max_lipschitz is not None or baseline is not None:
             findings.append(Finding("LIP106", "--max-lipschitz/--baseline need a network certificate, which a file "
                                               "without a graph cannot give"))

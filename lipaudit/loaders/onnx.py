@@ -36,9 +36,13 @@ def load_onnx(path: str, input_shape: dict[str, tuple[int, ...]] | tuple[int, ..
         ModelLoadError: not a file, not ONNX, truncated, fails the checker, missing weights.
         InputShapeError: a symbolic dimension needs ``--input-shape``.
     """
+    return load_onnx_model(_read(path), path, input_shape)
+
+
+def load_onnx_model(model, path: str, input_shape=None) -> Graph:
+    """:func:`load_onnx` for a ``ModelProto`` already in memory (``path`` labels messages)."""
     import onnx
 
-    model = _read(path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx raises ValidationError and friends

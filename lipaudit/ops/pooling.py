@@ -82,3 +82,44 @@ def _pool_matrix(n, m, k, s, d, pb, pe, include_pad) -> np.ndarray:
         for t in valid:
             mat[i, t] += 1.0 / max(divisor, 1)
     return mat
+
+
+def _reduced_count(node, ctx) -> int:
+    """How many entries each output of a Reduce* op combines."""
+    shape = ctx.shape(node.inputs[0], node)
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        const = ctx.const(node.inputs[1])
+        if const is None:
+            ctx.fail(node, "reduction axes depend on the input")
+        axes = [int(a) for a in const.ravel()]
+    if not axes:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            return 1
+        axes = list(range(len(shape)))
+    count = 1
+    for a in axes:
+        count *= shape[int(a) % len(shape)]
+    return count
+
+
+@rule("ReduceMean")
+def reduce_mean(node, ctx):
+    factor = 1.0 / math.sqrt(_reduced_count(node, ctx))  # each output is the mean of n disjoint entries
+    ctx.note_factor(node, factor, "mean of n entries, exact")
+    return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
+
+
+@rule("ReduceSum")
+def reduce_sum(node, ctx):
+    factor = math.sqrt(_reduced_count(node, ctx))
+    ctx.note_factor(node, factor, "sum of n entries, exact")
+    return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
+
+
+@rule("ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1")
+def reduce_max(node, ctx):
+    # max/min/l2 over disjoint groups: each is 1-Lipschitz in its group (l2); ReduceL1 is sqrt(n)
+    factor = math.sqrt(_reduced_count(node, ctx)) if node.op == "ReduceL1" else 1.0
+    ctx.note_factor(node, factor)
+    return [ctx.scale(ctx.lip(node.inputs[0]), factor)]

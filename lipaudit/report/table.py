@@ -125,7 +125,14 @@ def render_summary(report: dict[str, Any]):
 def verdict_line(report: dict[str, Any]) -> str:
     """One line for -q and multi-model runs: verdict, certified network bound, path."""
     cert = report.get("network", {}).get("certified")
-    value = f"certified={fmt(cert['value'])} ({cert['kind']})" if cert else "certified=-"
+    if cert:
+        value = f"certified={fmt(cert['value'])} ({cert['kind']})"
+    elif report.get("layers"):
+        worst = max(report["layers"], key=lambda l: float(l["values"]["certified"]["value"]))
+        value = (f"no network certificate (weights only); {len(report['layers'])} layers, largest certified "
+                 f"layer norm {fmt(worst['values']['certified']['value'])} at {worst['name']}")
+    else:
+        value = "certified=-"
     main = report["settings"].get("method")
     extra = ""
     if cert and main in report["network"] and main != "certified":
