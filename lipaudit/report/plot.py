@@ -1,0 +1,105 @@
+"""Pictures of a report: per-layer values on a log scale, the exact norm as reference, ratios below.
+
+matplotlib is an optional extra (``pip install lipaudit[plot]``).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from lipaudit.errors import LipauditError
+
+STYLE = {
+    "exact": dict(color="black", marker="_", markersize=14, linestyle="none"),
+    "tn": dict(color="#1f77b4", marker="o", markersize=4, linestyle="none"),
+    "f4": dict(color="#ff7f0e", marker="s", markersize=4, linestyle="none"),
+    "fro": dict(color="#7f7f7f", marker="^", markersize=4, linestyle="none"),
+    "fft": dict(color="#2ca02c", marker="D", markersize=3, linestyle="none"),
+    "symbol": dict(color="#9467bd", marker="v", markersize=4, linestyle="none"),
+    "certified": dict(color="#d62728", marker="x", markersize=5, linestyle="none"),
+}
+ORDER = ["fro", "f4", "tn", "symbol", "fft", "certified", "exact"]
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise LipauditError("plotting needs matplotlib: pip install 'lipaudit[plot]' (or pip install matplotlib)") from None
+    return plt
+
+
+def figure(report: dict[str, Any]):
+    """A matplotlib figure: values per layer (top, log scale) and method / exact ratios (bottom)."""
+    plt = _pyplot()
+    layers = [l for l in report["layers"] if l["values"]]
+    if not layers:
+        raise LipauditError("the report has no layers to plot")
+    methods = [m for m in ORDER if any(m in l["values"] for l in layers)]
+    has_exact = "exact" in methods
+    n = len(layers)
+    width = min(max(6.0, 0.22 * n + 2.5), 24.0)
+    fig, axes = plt.subplots(2 if has_exact else 1, 1, figsize=(width, 6.5 if has_exact else 4.2), sharex=True,
+                             gridspec_kw={"height_ratios": [2, 1]} if has_exact else None, squeeze=False)
+    ax = axes[0, 0]
+    xs = list(range(n))
+    for m in methods:
+        ys = [float(l["values"][m]["value"]) if m in l["values"] else float("nan") for l in layers]
+        ax.plot(xs, ys, label=_label(m, layers), **STYLE.get(m, dict(marker=".", linestyle="none")))
+    ax.set_yscale("log")
+    ax.set_ylabel("layer norm (log)")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncol=min(len(methods), 4), loc="upper right")
+    title = report["model"]["path"]
+    net = report.get("network", {})
+    if "certified" in net:
+        title += f" — certified network bound {float(net['certified']['value']):.4g}"
+    ax.set_title(title, fontsize=10)
+    bottom = ax
+    if has_exact:
+        rx = axes[1, 0]
+        for m in methods:
+            if m in ("exact", "certified"):
+                continue
+            ys = [float(l["ratios"][f"{m}/exact"]) if f"{m}/exact" in l.get("ratios", {}) else float("nan") for l in layers]
+            rx.plot(xs, ys, label=f"{m}/exact", **STYLE.get(m, {}))
+        rx.axhline(1.0, color="black", linewidth=0.8)
+        rx.set_ylabel("ratio to exact")
+        rx.grid(True, axis="y", alpha=0.3)
+        rx.legend(fontsize=8, ncol=4, loc="upper right")
+        bottom = rx
+    bottom.set_xticks(xs)
+    labels = [_short(l["name"]) for l in layers]
+    bottom.set_xticklabels(labels, rotation=90 if n > 8 else 30, fontsize=7 if n > 30 else 8, ha="center" if n > 8 else "right")
+    bottom.set_xlabel("layer (graph order)")
+    fig.tight_layout()
+    return fig
+
+
+def _label(method: str, layers) -> str:
+    kinds = {l["values"][method]["kind"] for l in layers if method in l["values"]}
+    return f"{method} ({'/'.join(sorted(kinds))})"
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
+def write_plot(report: dict[str, Any], path: str) -> None:
+    plt = _pyplot()
+    fig = figure(report)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def png_bytes(report: dict[str, Any]) -> bytes:
+    plt = _pyplot()
+    fig = figure(report)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
