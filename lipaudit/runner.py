@@ -67,7 +67,7 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
         "until": opts.until,
         "device": opts.device,
         "hopm": {"restarts": h.restarts, "fourier_starts": h.fourier_starts, "max_iters": h.max_iters, "tol": h.tol,
-                 "prune_after": h.prune_after, "keep": h.keep},
+                 "schedule": [list(x) for x in h.schedule]},
         "power": {"max_iters": p.max_iters, "tol": p.tol, "block": p.block},
         "exact_rtol": settings.bounds.exact_rtol,
         "gates": {"max_lipschitz": opts.max_lipschitz, "max_layer_norm": opts.max_layer_norm,

@@ -5,14 +5,18 @@ updates one vector at a time, ``u_m <- conj(g_m) / ||g_m||`` where ``g_m`` is
 ``K`` contracted with all the other vectors; every value it returns is attained
 by actual unit vectors, so it is a value *from below* of ``||K||_sigma``.
 
-Design, for speed and reliability:
-- all restarts of all groups run together (one batch of matrix products);
-- the channel modes are contracted by real GEMMs against ``[Re | Im]`` of the
-  vectors, so the kernel is read twice per sweep whatever the number of restarts;
-- restarts start from Fourier vectors on the spatial modes (where the symbol
-  ``K^(w)`` lives, so HOPM starts at least as high as a sampled symbol's norm)
-  and from random complex vectors;
-- a convergence test on the best value stops early, an iteration cap bounds cost.
+Design, for speed and reliability (measured in docs/performance.md):
+- the multilinear form has many local maxima on unstructured kernels, so many
+  starts matter more than anything else: 16 Fourier starts on the spatial modes
+  (where the symbol ``K^(w)`` lives) plus 128 random complex starts;
+- all starts of all groups run together: a sweep is two real GEMMs against
+  ``[Re | Im]`` of the vectors, with small outputs;
+- successive halving keeps the best 32, then 8, then 2 starts after a few
+  sweeps, so the wide phase is short;
+- with two spatial modes these are updated jointly and exactly (top singular
+  pair of a ``k_1 x k_2`` matrix);
+- a convergence test on the best value stops early, an iteration cap bounds cost;
+  the final value is recomputed in float64 from the final vectors.
 """
 
 from __future__ import annotations
@@ -34,16 +38,16 @@ class HopmSettings:
         max_iters: iteration cap (sweeps over all modes).
         tol: stop when the best value changed by less than ``tol`` (relative) over one sweep.
         seed: seed of the random starts.
-        prune_after, keep: after this many sweeps only the ``keep`` best starts of each group go on.
+        schedule: successive halving, ``(sweep, keep)``: after that sweep only the ``keep`` best
+            starts of each group go on (many starts are cheap while the kernel read dominates).
     """
 
-    restarts: int = 4
+    restarts: int = 128
     fourier_starts: int = 4
     max_iters: int = 300
     tol: float = 1e-6
     seed: int = 0
-    prune_after: int = 10
-    keep: int = 2
+    schedule: tuple[tuple[int, int], ...] = ((4, 32), (16, 8), (45, 2))
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,13 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
     Returns:
         per-group values (each attained by unit vectors, hence ``<= ||K_g||_sigma``),
         the number of sweeps used and whether the convergence test was met.
+
+    One sweep reads the kernel twice, as two real GEMMs whose outputs are small
+    (``B x c_out`` and ``B x c_in*S``): ``u_1`` from all other vectors, then
+    ``K x_1 u_1`` from which ``u_2`` and the spatial vectors follow. With two
+    spatial modes these are updated together, exactly, as the top singular pair
+    of a small ``k_1 x k_2`` matrix. Cheap sweeps allow many starts, which is
+    what matters on kernels whose tensor norm has many local maxima.
     """
     K = np.asarray(kernels, dtype=np.float32)
     G, co, ci = K.shape[:3]
@@ -82,58 +93,76 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
     d = len(sizes)
     rng = np.random.default_rng(settings.seed)
 
-    # -- starting points: Fourier vectors on the spatial modes, random channels
-    starts: list[list[np.ndarray]] = []
-    if settings.fourier_starts > 0 and d > 0:
-        for w in _fourier_grid(sizes, settings.fourier_starts):
-            starts.append([np.exp(-1j * wi * np.arange(k)) / math.sqrt(k) for wi, k in zip(w, sizes)])
-    for _ in range(settings.restarts):
-        starts.append([_normalize(rng.standard_normal(k) + 1j * rng.standard_normal(k)) for k in sizes])
-    if not starts:
-        starts.append([])
+    starts = _starts(sizes, settings, rng)
     B = len(starts)
-    spatial = [np.broadcast_to(np.stack([s[a] for s in starts]), (G, B, sizes[a])).astype(np.complex64) for a in range(d)]
+    spatial = [np.ascontiguousarray(np.broadcast_to(np.stack([s[a] for s in starts]), (G, B, sizes[a]))).astype(np.complex64)
+               for a in range(d)]
     u2 = _normalize(rng.standard_normal((G, B, ci)) + 1j * rng.standard_normal((G, B, ci))).astype(np.complex64)
 
-    K_cs = K.reshape(G, co * ci, S)  # for contracting the spatial modes
-    K_o = K.reshape(G, co, ci * S)  # for contracting the output-channel mode
+    K_oT = np.ascontiguousarray(K.reshape(G, co, ci * S).transpose(0, 2, 1))  # (G, ci*S, co), once per layer
+    K_o = K.reshape(G, co, ci * S)
 
     best = np.zeros(G)
     prev = None
     it = 0
     converged = False
     for it in range(1, settings.max_iters + 1):
-        # M = K x_spatial (u_3, ..., u_D): (G, B, co, ci)
-        outer = _spatial_outer(spatial, G, B)  # (G, B, S)
-        M = _real_times_complex(K_cs, outer.transpose(0, 2, 1))  # (G, co*ci, B)
-        M = np.ascontiguousarray(M.reshape(G, co, ci, B).transpose(0, 3, 1, 2))
-        g1 = (M @ u2[..., None])[..., 0]
-        u1 = _normalize(np.conj(g1))
-        g2 = (u1[..., None, :] @ M)[..., 0, :]
-        u2 = _normalize(np.conj(g2))
-        # N = K x_1 u1 x_2 u2: (G, B, *sizes)
-        T = _real_times_complex(K_o.transpose(0, 2, 1), u1.transpose(0, 2, 1))  # (G, ci*S, B)
-        T = np.ascontiguousarray(T.reshape(G, ci, S, B).transpose(0, 3, 2, 1))  # (G, B, S, ci)
-        N = (T @ u2[..., None])[..., 0].reshape((G, B) + sizes)
-        for a in range(d):
-            spatial[a] = _normalize(np.conj(_contract_spatial(N, spatial, skip=a)))
+        w = _spatial_outer(spatial, G, B)  # (G, B, S)
+        # u1 <- conj(K x_2 u2 x_spatial w): one real GEMM with a (B x c_out) output
+        X = (u2[:, :, :, None] * w[:, :, None, :]).reshape(G, B, ci * S)
+        u1 = _normalize(np.conj(_complex_left(X, K_oT)))
+        # T = K x_1 u1: (G, B, c_in, S), one real GEMM; then u2 and the spatial vectors from it
+        T = _complex_left(u1, K_o).reshape(G, B, ci, S)
+        u2 = _normalize(np.conj((T @ w[..., None])[..., 0]))
+        N = (u2[:, :, None, :] @ T)[:, :, 0, :].reshape((G, B) + sizes)
+        spatial = _best_spatial(N, spatial)
         vals = np.abs(_contract_spatial(N, spatial))  # (G, B)
         best = np.maximum(best, vals.max(axis=1).astype(np.float64))
         if prev is not None and np.all(best - prev <= settings.tol * np.maximum(best, 1e-30)):
             converged = True
             break
         prev = best.copy()
-        if it == settings.prune_after and B > settings.keep:
-            # restarts have separated: continue with the best few of each group only
-            order = np.argsort(-vals, axis=1)[:, : settings.keep]
-            pick = lambda v: np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), axis=1)
+        keep = dict(settings.schedule).get(it)
+        if keep is not None and B > keep:
+            # the starts have separated: only the best few of each group go on
+            order = np.argsort(-vals, axis=1)[:, :keep]
+
+            def pick(v):
+                return np.ascontiguousarray(np.take_along_axis(v, order.reshape(order.shape + (1,) * (v.ndim - 2)), axis=1))
+
             u1, u2 = pick(u1), pick(u2)
             spatial = [pick(v) for v in spatial]
-            B = settings.keep
+            B = keep
     # the float32 sweeps may round slightly up: report |K(u)| of the final vectors in float64,
     # a value attained by unit vectors and hence <= ||K||_sigma
     final = _value64(K, u1, u2, spatial)
     return HopmResult(values=final, iterations=it, converged=converged)
+
+
+def _best_spatial(N: np.ndarray, spatial: list[np.ndarray]) -> list[np.ndarray]:
+    """Update the spatial vectors for fixed channel vectors.
+
+    Two spatial modes: ``N`` is a small matrix per start and the best pair is
+    its top singular pair (an exact block update). Otherwise one HOPM step per mode.
+    """
+    d = len(spatial)
+    if d == 2:
+        U, _, Vh = np.linalg.svd(N)
+        return [np.ascontiguousarray(np.conj(U[..., :, 0])), np.ascontiguousarray(np.conj(Vh[..., 0, :]))]
+    for a in range(d):
+        spatial[a] = _normalize(np.conj(_contract_spatial(N, spatial, skip=a)))
+    return spatial
+
+
+def _starts(sizes, settings: HopmSettings, rng) -> list[list[np.ndarray]]:
+    """Fourier vectors on the spatial modes (where the symbol lives), then random complex vectors."""
+    starts: list[list[np.ndarray]] = []
+    if settings.fourier_starts > 0 and sizes:
+        for w in _fourier_grid(sizes, settings.fourier_starts):
+            starts.append([np.exp(-1j * wi * np.arange(k)) / math.sqrt(k) for wi, k in zip(w, sizes)])
+    for _ in range(settings.restarts):
+        starts.append([_normalize(rng.standard_normal(k) + 1j * rng.standard_normal(k)) for k in sizes])
+    return starts or [[]]
 
 
 def _value64(K: np.ndarray, u1, u2, spatial) -> np.ndarray:
@@ -173,9 +202,12 @@ def _contract_spatial(N: np.ndarray, spatial: list[np.ndarray], skip: int | None
     return np.einsum(",".join(subs) + "->" + out, *operands)
 
 
-def _real_times_complex(A: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Batched ``A @ X`` for real ``A`` (G, m, n) and complex ``X`` (G, n, B) with real GEMMs."""
-    B = X.shape[-1]
-    Xr = np.concatenate([X.real, X.imag], axis=-1).astype(np.float32, copy=False)
-    Y = A @ Xr
-    return (Y[..., :B] + 1j * Y[..., B:]).astype(np.complex64, copy=False)
+def _complex_left(X: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Batched ``X @ A`` for complex ``X`` (G, B, n) and real ``A`` (G, n, m), as one real GEMM."""
+    B = X.shape[1]
+    Xr = np.concatenate([X.real, X.imag], axis=1).astype(np.float32, copy=False)  # (G, 2B, n)
+    Y = Xr @ A  # (G, 2B, m)
+    out = np.empty((Y.shape[0], B, Y.shape[2]), dtype=np.complex64)
+    out.real = Y[:, :B]
+    out.imag = Y[:, B:]
+    return out

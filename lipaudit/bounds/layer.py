@@ -28,7 +28,6 @@ from lipaudit.bounds.certified import ALL_SIZES, certified_of, verify_tn
 from lipaudit.bounds.conv import ConvSpec, canonical_kernels, padding_operator_norm
 from lipaudit.bounds.fft import fft_upper, symbol_sup_upper
 from lipaudit.bounds.hopm import HopmSettings, tensor_spectral_norm
-from lipaudit.bounds.linalg import max_singular_values
 from lipaudit.bounds.power import PowerSettings, power_iteration
 from lipaudit.bounds.unfold import f4_norm, fro_norm, matrix_like
 from lipaudit.values import SAFETY, BoundResult, Kind
@@ -78,16 +77,24 @@ def conv_bounds(
     factor, note = padding_operator_norm(spec)
     scope = ALL_SIZES if factor == 1.0 or spec.input_size is None else f"input {_size(spec.input_size)}"
     out: dict[str, BoundResult] = {}
-    if "tn" in wanted:
-        out["tn"] = _tn(kernels, settings.hopm).scaled(factor, note)
-        if out["tn"].kind.is_sound_upper:
-            out["tn"] = _with_scope(out["tn"], scope)
-    if "f4" in wanted:
+    f4 = None
+    if "f4" in wanted or ("tn" in wanted and matrix_like(kernels)):
         t0 = time.perf_counter()
         value, unfolding = f4_norm(kernels)
-        out["f4"] = BoundResult(
+        f4 = BoundResult(
             value * SAFETY, Kind.UPPER, "f4", time_s=time.perf_counter() - t0, valid_for=scope, detail={"unfolding": unfolding}
         ).scaled(factor, note)
+        if "f4" in wanted:
+            out["f4"] = f4
+    if "tn" in wanted:
+        if matrix_like(kernels):
+            # at most two non-trivial modes: ||K||_sigma is a matrix norm, which F4's SVD computed exactly
+            out["tn"] = BoundResult(
+                f4.value, Kind.UPPER, "tn", time_s=f4.time_s, valid_for=scope,
+                detail={"solver": "svd (kernel has two non-trivial modes)", **f4.detail},
+            )
+        else:
+            out["tn"] = _tn(kernels, settings.hopm).scaled(factor, note)
     if "fro" in wanted:
         t0 = time.perf_counter()
         out["fro"] = BoundResult(
@@ -119,17 +126,6 @@ def _tn(kernels: np.ndarray, hopm: HopmSettings) -> BoundResult:
     t0 = time.perf_counter()
     taps = kernels.shape[3:]
     scale = math.sqrt(float(np.prod(taps))) if taps else 1.0
-    if matrix_like(kernels):
-        # at most two non-trivial modes: ||K||_sigma is a matrix norm, computed exactly
-        mats = kernels.reshape(kernels.shape[0], *[s for s in kernels.shape[1:] if s > 1] or [1])
-        if mats.ndim == 2:
-            sigma = float(np.abs(mats).max()) if mats.shape[1] == 1 else float(np.linalg.norm(mats, axis=1).max())
-        else:
-            sigma = float(max_singular_values(mats).max())
-        return BoundResult(
-            scale * sigma * SAFETY, Kind.UPPER, "tn", time_s=time.perf_counter() - t0,
-            valid_for=ALL_SIZES, detail={"solver": "svd (kernel has two non-trivial modes)"},
-        )
     res = tensor_spectral_norm(kernels, hopm)
     return BoundResult(
         scale * float(res.values.max()), Kind.ESTIMATE, "tn", iterations=res.iterations,

@@ -24,8 +24,10 @@ def unfoldings(kernels: np.ndarray):
     G, co, ci = kernels.shape[:3]
     taps = kernels.shape[3:]
     d = len(taps)
-    for r in range(d + 1):
-        for rows in itertools.combinations(range(d), r):
+    # an axis with one tap gives the same matrix on either side: enumerate the others only
+    movable = [a for a in range(d) if taps[a] > 1]
+    for r in range(len(movable) + 1):
+        for rows in itertools.combinations(movable, r):
             cols = [a for a in range(d) if a not in rows]
             order = [0, 1] + [3 + a for a in rows] + [2] + [3 + a for a in cols]
             m = co * int(np.prod([taps[a] for a in rows]))

@@ -63,7 +63,7 @@ def app_():
 def test_tn_below_exact_is_an_error_finding():
     torch.manual_seed(3)
     graph = load_onnx(str(SAMPLES / "mnist_resnet.onnx"))
-    crippled = BoundSettings(hopm=HopmSettings(max_iters=1, restarts=1, fourier_starts=0, prune_after=0))
+    crippled = BoundSettings(hopm=HopmSettings(max_iters=1, restarts=1, fourier_starts=0, schedule=()))
     result = audit(graph, AuditSettings(compare=("exact",), bounds=crippled))
     findings = evaluate(result, Gates())
     unsound = [f for f in findings if f.code == "LIP005"]
