@@ -41,6 +41,7 @@ class AuditSettings:
         outputs: certify the map to these values only (default: all graph outputs).
         until: certify the map to this node's outputs.
         bounds: solver settings.
+        jobs: threads computing independent layers at once (0: one per CPU core).
     """
 
     method: str = "tn"
@@ -48,6 +49,7 @@ class AuditSettings:
     outputs: tuple[str, ...] = ()
     until: str | None = None
     bounds: BoundSettings = field(default_factory=BoundSettings)
+    jobs: int = 0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -111,8 +113,10 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     plan_bn_folds(graph, ctx)
     for name in graph.inputs:
         ctx.lips[name] = {c: 1.0 for c in ctx.compositions}
+    precomputed_names: set[str] = set()
     total = sum(1 for n in graph.nodes if n.name in needed and n.op in MEASURED_OPS)
-    done = 0
+    done = _precompute_convs(graph, ctx, needed, settings, progress, total)
+    precomputed_names = set(ctx.precomputed)
     for node in graph.nodes:
         if node.name not in needed:
             continue
@@ -132,7 +136,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         for o, lip in zip(node.outputs, results):
             if o:
                 ctx.lips[o] = lip
-        if node.op in MEASURED_OPS:
+        if node.op in MEASURED_OPS and not (node.op in ("Conv", "ConvTranspose") and node.name in precomputed_names):
             done += 1
             if progress is not None:
                 progress(done, total, node.name)
@@ -147,6 +151,75 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
         settings=settings, elapsed_s=time.perf_counter() - t0,
     )
+
+
+def _precompute_convs(graph: Graph, ctx: RuleContext, needed: set[str], settings: AuditSettings, progress, total) -> int:
+    """Compute the conv layers' values on ``jobs`` threads before the walk; returns how many were done.
+
+    Layers are independent, and numpy's BLAS releases the GIL; each worker's BLAS
+    runs single-threaded, so the threads do not oversubscribe the cores.
+    """
+    import os
+
+    jobs = settings.jobs or (os.cpu_count() or 1)
+    if jobs <= 1:
+        return 0
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from lipaudit.ops.conv import conv_layer, layer_values
+
+    work = []
+    for node in graph.nodes:
+        if node.name in needed and node.op in ("Conv", "ConvTranspose"):
+            if node.inputs[0] in graph.constants:
+                continue
+            try:
+                spec, _ = conv_layer(node, ctx)
+            except Exception:
+                continue  # the walk reports it, in graph order
+            work.append((node.name, spec))
+    if len(work) < 2:
+        return 0
+    if "exact" in ctx.conv_methods:
+        import torch  # noqa: F401  (imported here so its thread count is limited below)
+    # biggest first: the pool stays busy until the end
+    work.sort(key=lambda item: -item[1].weight.size)
+    done = 0
+    with _single_threaded_blas(), ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(layer_values, spec, ctx): name for name, spec in work}
+        for future in as_completed(futures):
+            ctx.precomputed[futures[future]] = future.result()
+            done += 1
+            if progress is not None:
+                progress(done, total, futures[future])
+    return done
+
+
+class _single_threaded_blas:
+    """Limit BLAS (and torch) to one thread per worker while layers run in parallel."""
+
+    def __enter__(self):
+        import sys
+
+        self._limits = None
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._limits = threadpool_limits(1)
+        except ImportError:
+            pass
+        self._torch = sys.modules.get("torch")
+        if self._torch is not None:
+            self._torch_threads = self._torch.get_num_threads()
+            self._torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        if self._torch is not None:
+            self._torch.set_num_threads(self._torch_threads)
+        return False
 
 
 def _select_outputs(graph: Graph, settings: AuditSettings) -> list[str]:

@@ -43,23 +43,59 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     """:func:`load_onnx` for a ``ModelProto`` already in memory (``path`` labels messages)."""
     import onnx
 
+    skeleton = _skeleton(model)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(skeleton)
     except Exception as exc:  # onnx raises ValidationError and friends
         raise ModelLoadError(f"{path}: fails onnx.checker: {_first_line(exc)}") from None
     for node in model.graph.node:
         if node.op_type in CONTROL_FLOW:
             raise UnsupportedOpError(node.op_type, node.name or node.output[0], "control flow is not analysed")
     initializers = {t.name for t in model.graph.initializer}
-    net_inputs = [i for i in model.graph.input if i.name not in initializers]
+    net_inputs = [i for i in skeleton.graph.input if i.name not in initializers]
     if not net_inputs:
         raise ModelLoadError(f"{path}: the model has no input that is not a constant")
-    _fix_input_shapes(model, net_inputs, input_shape)
+    _fix_input_shapes(skeleton, net_inputs, input_shape)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     except Exception as exc:
         raise ModelLoadError(f"{path}: shape inference failed: {_first_line(exc)}") from None
-    return _to_graph(inferred, path, [i.name for i in net_inputs])
+    return _to_graph(model, inferred, path, [i.name for i in net_inputs])
+
+
+_SMALL = 4096  # initializers up to this many elements stay in the skeleton (shapes, axes, scales)
+
+
+def _skeleton(model):
+    """The model without its large weights: they become typed graph inputs.
+
+    The checker and shape inference serialise the whole model; they need the
+    structure and the small shape-like constants only, not 100 MB of weights.
+    """
+    from onnx import helper
+
+    g = model.graph
+    big = [t for t in g.initializer if _numel(t) > _SMALL]
+    if not big:
+        return model
+    big_names = {t.name for t in big}
+    declared = {i.name for i in g.input}
+    extra = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big if t.name not in declared]
+    graph = helper.make_graph(
+        list(g.node), g.name, list(g.input) + extra, list(g.output),
+        initializer=[t for t in g.initializer if t.name not in big_names], value_info=list(g.value_info),
+    )
+    skeleton = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
+                                 producer_name=model.producer_name)
+    skeleton.functions.extend(model.functions)
+    return skeleton
+
+
+def _numel(t) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
 
 
 def _read(path: str):
@@ -120,12 +156,13 @@ def _fix_input_shapes(model, net_inputs, input_shape) -> None:
                 )
 
 
-def _to_graph(model, path: str, input_names: list[str]) -> Graph:
+def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
+    """``model`` holds the weights; ``inferred`` (its skeleton after shape inference) the shapes."""
     from onnx import numpy_helper
 
     g = model.graph
     shapes: dict[str, tuple[int, ...]] = {}
-    for v in list(g.value_info) + list(g.input) + list(g.output):
+    for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         t = v.type.tensor_type
         if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
             shapes[v.name] = tuple(int(d.dim_value) for d in t.shape.dim)

@@ -50,6 +50,7 @@ class RuleContext:
     folded_bns: dict[str, str] = field(default_factory=dict)  # BN node -> layer it is folded into
     bn_scales: dict[str, np.ndarray] = field(default_factory=dict)  # BN node -> gamma / sqrt(var + eps)
     factors: list[dict[str, Any]] = field(default_factory=list)  # non-layer factors, for the report
+    precomputed: dict[str, dict] = field(default_factory=dict)  # conv node -> values computed in parallel
 
     # -- lookups -------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:

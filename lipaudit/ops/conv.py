@@ -10,16 +10,13 @@ from lipaudit.ops.attrs import resolve_pads, transpose_pads
 from lipaudit.ops.context import LayerRecord
 
 
-@rule("Conv", "ConvTranspose")
-def conv(node, ctx):
+def conv_layer(node, ctx) -> tuple[ConvSpec, LayerRecord]:
+    """The layer's :class:`ConvSpec` (BN folded in) and a record without values yet."""
     transpose = node.op == "ConvTranspose"
-    x = node.inputs[0]
     weight = ctx.const(node.inputs[1])
     if weight is None:
         ctx.fail(node, "the kernel is not a constant")
-    if ctx.lip(x) is None:
-        return [None]
-    in_shape = ctx.shape(x, node)
+    in_shape = ctx.shape(node.inputs[0], node)
     spatial = tuple(in_shape[2:])
     d = weight.ndim - 2
     k = list(node.attrs.get("kernel_shape", weight.shape[2:]))
@@ -44,12 +41,30 @@ def conv(node, ctx):
         )
     except ValueError as exc:
         ctx.fail(node, str(exc))
-    values = conv_bounds(spec, ctx.conv_methods, ctx.settings.bounds)
-    factors = ctx.record_layer(
-        LayerRecord(
-            name=node.name, op=node.op, values=values, kernel_shape=list(weight.shape[2:]), strides=s, pads=pads,
-            dilations=dil, groups=groups, padding_mode="zeros", input_shape=list(in_shape),
-            weight_shape=list(weight.shape), folded=folded,
-        )
+    record = LayerRecord(
+        name=node.name, op=node.op, values={}, kernel_shape=list(weight.shape[2:]), strides=s, pads=pads,
+        dilations=dil, groups=groups, padding_mode="zeros", input_shape=list(in_shape),
+        weight_shape=list(weight.shape), folded=folded,
     )
+    return spec, record
+
+
+def layer_values(spec: ConvSpec, ctx) -> dict:
+    try:
+        return conv_bounds(spec, ctx.conv_methods, ctx.settings.bounds)
+    except ValueError as exc:  # e.g. --device cuda without a GPU
+        from lipaudit.errors import UsageError
+
+        raise UsageError(f"layer {spec.name}: {exc}") from None
+
+
+@rule("Conv", "ConvTranspose")
+def conv(node, ctx):
+    x = node.inputs[0]
+    if ctx.lip(x) is None:
+        return [None]
+    spec, record = conv_layer(node, ctx)
+    cached = ctx.precomputed.pop(node.name, None)
+    record.values = cached if cached is not None else layer_values(spec, ctx)
+    factors = ctx.record_layer(record)
     return [ctx.scale(ctx.lip(x), factors)]
