@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lipaudit.bounds.certified import ALL_SIZES, certified_of, verify_tn
-from lipaudit.bounds.conv import ConvSpec, canonical_kernels, padding_operator_norm
+from lipaudit.bounds.conv import ConvSpec, canonical_kernels, padding_operator_norm, split_groups
 from lipaudit.bounds.fft import fft_upper, symbol_sup_upper
 from lipaudit.bounds.hopm import HopmSettings, tensor_spectral_norm
+from lipaudit.bounds.linalg import singular_brackets
 from lipaudit.bounds.power import PowerSettings, power_iteration
 from lipaudit.bounds.unfold import f4_norm, fro_norm, matrix_like
 from lipaudit.values import SAFETY, BoundResult, Kind
@@ -137,6 +138,13 @@ def _tn(kernels: np.ndarray, hopm: HopmSettings) -> BoundResult:
 def _exact(spec: ConvSpec, fft: BoundResult, settings: BoundSettings) -> BoundResult:
     """Bracket the true norm: power iteration from below, the FFT bound from above."""
     t0 = time.perf_counter()
+    if all(k == 1 for k in spec.kernel_size) and spec.padding_mode == "zeros":
+        # a 1x1 conv applies one matrix per position (per group): its norm is that matrix's, at any size
+        lower, upper = singular_brackets(split_groups(np.asarray(spec.weight, dtype=np.float64), spec.groups)
+                                         .reshape(spec.groups, spec.weight.shape[0] // spec.groups, -1))
+        detail = {"lower_estimate": float(lower.max()), "upper": float(upper.max()) * SAFETY, "solver": "svd (1x1 kernel)"}
+        return BoundResult(float(upper.max()) * SAFETY, Kind.EXACT, "exact", time_s=time.perf_counter() - t0,
+                           valid_for=fft.valid_for, detail=detail)
     lower, iters, converged = power_iteration(spec, settings.power)
     elapsed = time.perf_counter() - t0 + fft.time_s
     upper = fft.value

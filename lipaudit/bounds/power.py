@@ -19,7 +19,7 @@ from lipaudit.bounds.conv import ConvSpec
 @dataclass(frozen=True)
 class PowerSettings:
     max_iters: int = 500
-    tol: float = 1e-7
+    tol: float = 1e-6
     block: int = 4
     seed: int = 0
     device: str = "auto"
