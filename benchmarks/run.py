@@ -246,7 +246,7 @@ def write_markdown(res: dict) -> None:
         lines.append(f"| {r['layer']} | {r['shape']} | {r['stride']} | {r['baseline_s']:.3f} | {r['lipaudit_s']:.3f} | "
                      f"{r['speedup']:.1f}x | {r['baseline']:.6g} | {r['lipaudit']:.6g} | {r['rel_diff'] * 100:+.4f}% | {r['iterations']} |")
     srows = res["tn_samples"]
-    lines += ["", f"Trained sample kernels (BN folded): baseline {sum(r['baseline_s'] for r in srows):.2f} s, lipaudit "
+    lines += ["", f"Trained sample kernels (the conv weights as stored in the ONNX files): baseline {sum(r['baseline_s'] for r in srows):.2f} s, lipaudit "
               f"{sum(r['lipaudit_s'] for r in srows):.2f} s; worst value difference {min(r['rel_diff'] for r in srows) * 100:+.4f} %.", "",
               "| layer | shape | stride | baseline (s) | lipaudit (s) | baseline TN | lipaudit TN | diff |", "|---|---|---|---|---|---|---|---|"]
     for r in srows:
@@ -258,7 +258,7 @@ def write_markdown(res: dict) -> None:
         "ResNet-18/50: torchvision shapes, random weights, exported to ONNX by `benchmarks/resnets.py` (not committed). "
         "Modes: default (`--method tn`: TN, F4, Frobenius, certificate), `--method certified` (adds the FFT bound at "
         "the input size), `--compare exact` (adds power iteration on every layer's operator).", "",
-        "| model | mode | wall (s) | peak memory (MB) | load (s) | per-layer bounds (s, summed over threads) | certificate (s) | report (s) | verdict |",
+        "| model | mode | wall (s) | peak memory (MB) | load (s) | per-layer bounds (s) | certificate (s) | report (s) | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["models"]:

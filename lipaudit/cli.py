@@ -190,8 +190,6 @@ def _check(**kw) -> int:
         console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         return 2
     paths = [str(p) for p in kw["models"]]
-    if len(paths) > 1 and (kw["json_path"] or kw["html_path"]) and fmt != "json":
-        pass  # one combined JSON list below
     reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt == "json", console=console)
     for report in reports:
         if report["verdict"] == "error" and not kw["quiet"]:

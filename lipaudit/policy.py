@@ -19,10 +19,13 @@ class Gates:
 
 
 def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
-    """All findings for a finished audit, gates first."""
+    """All findings for a finished audit, gates first.
+
+    A result without a graph (weights only) has no network numbers: only the layer gate applies.
+    """
     findings: list[Finding] = []
-    cert = result.network["certified"]
-    if gates.max_lipschitz is not None and cert.value > gates.max_lipschitz:
+    cert = result.network.get("certified")
+    if gates.max_lipschitz is not None and cert is not None and cert.value > gates.max_lipschitz:
         findings.append(Finding("LIP001", f"certified network bound {cert.value:.6g} > {gates.max_lipschitz:.6g}",
                                 value=cert.value, threshold=gates.max_lipschitz))
     if gates.max_layer_norm is not None:
@@ -31,7 +34,7 @@ def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
             if v > gates.max_layer_norm:
                 findings.append(Finding("LIP002", f"layer {layer.name} certified norm {v:.6g} > {gates.max_layer_norm:.6g}",
                                         node=layer.name, value=v, threshold=gates.max_layer_norm))
-    if gates.baseline is not None:
+    if gates.baseline is not None and cert is not None:
         findings += _regressions(result, gates.baseline, gates.max_increase)
     findings += soundness_findings(result)
     return findings

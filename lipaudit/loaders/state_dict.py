@@ -130,6 +130,7 @@ class WeightsResult:
     settings: object
     elapsed_s: float
     notes: list = field(default_factory=list)  # (layer, message) for stride assumptions
+    timings: dict = field(default_factory=dict)
 
 
 def audit_weights(weights: WeightsOnly, settings, progress=None) -> WeightsResult:

@@ -13,7 +13,6 @@ which refuses to import or call anything but tensors and plain containers;
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from typing import Any
 

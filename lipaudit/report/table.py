@@ -31,6 +31,11 @@ def _cell(v: dict | None):
     return text
 
 
+def _folded(names: list[str]) -> str:
+    """The table says whether BN was folded; the JSON report names the nodes."""
+    return "" if not names else ("yes" if len(names) == 1 else f"yes ({len(names)})")
+
+
 def _shape(xs) -> str:
     return "x".join(str(x) for x in xs) if xs else "-"
 
@@ -48,8 +53,7 @@ def value_columns(report: dict[str, Any]) -> list[str]:
 
 def render_table(report: dict[str, Any], width: int = 160, color: bool = False) -> str:
     """The per-layer table plus a summary panel, as text (ANSI codes only when ``color``)."""
-    from rich.console import Console, Group
-    from rich.panel import Panel
+    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -62,7 +66,7 @@ def render_table(report: dict[str, Any], width: int = 160, color: bool = False) 
     table.add_column("kernel")
     table.add_column("stride")
     table.add_column("input")
-    table.add_column("BN folded", overflow="fold", max_width=18)
+    table.add_column("BN folded")
     for c in cols:
         table.add_column(c, justify="right")
     if compare_exact:
@@ -77,7 +81,7 @@ def render_table(report: dict[str, Any], width: int = 160, color: bool = False) 
         row = [
             str(i), layer["name"], layer["op"], kernel, _shape(layer.get("strides")),
             _shape((layer.get("input_shape") or [])[2:]) if layer.get("kernel_shape") else _shape(layer.get("input_shape")),
-            ", ".join(layer["folded"]) or "",
+            _folded(layer["folded"]),
         ]
         row += [_cell(values.get(c)) for c in cols]
         if compare_exact:

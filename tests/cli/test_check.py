@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import jsonschema
-import pytest
 from typer.testing import CliRunner
 
 from lipaudit.cli import app

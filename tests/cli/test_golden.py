@@ -9,12 +9,11 @@ import json
 import math
 import os
 
-import pytest
 from typer.testing import CliRunner
 
 from lipaudit.cli import app
 from lipaudit.report.table import render_table
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT
 
 GOLDEN = ROOT / "tests" / "golden"
 MODEL = "sample_models/digits_cnn_bn.onnx"

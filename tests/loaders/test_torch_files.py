@@ -7,9 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
-import zipfile
 
-import numpy as np
 import pytest
 import torch
 
