@@ -119,7 +119,7 @@ def check(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (table + figure)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Audit several models in parallel processes."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallelism: threads over layers for one model (default: one per core), processes over models for several."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules (runs code from the file!)."),
     arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
@@ -185,11 +185,19 @@ def _check(**kw) -> int:
             raise UsageError("--iters must be >= 1")
         if opts.tol is not None and not (0 <= opts.tol < 1):
             raise UsageError("--tol must be in [0, 1)")
-        jobs = int(pick("jobs", "jobs", 1))
+        jobs = int(pick("jobs", "jobs", 0))  # 0: automatic
     except LipauditError as exc:
         console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         return 2
     paths = [str(p) for p in kw["models"]]
+    if jobs < 0 or (kw["jobs"] is not None and kw["jobs"] < 1):
+        console.print("[bold red]error:[/] --jobs must be >= 1", markup=True, highlight=False, soft_wrap=True)
+        return 2
+    from dataclasses import replace
+
+    # one model: threads over its layers (0: one per core); several models with --jobs N: N processes,
+    # one thread each, so they do not oversubscribe the cores
+    opts = replace(opts, layer_jobs=jobs if len(paths) == 1 else (1 if jobs > 1 else 0))
     reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt == "json", console=console)
     for report in reports:
         if report["verdict"] == "error" and not kw["quiet"]:

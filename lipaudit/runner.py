@@ -37,6 +37,7 @@ class CheckOptions:
     arch: str | None = None
     strides: dict[str, tuple[int, ...]] = field(default_factory=dict)
     timed: bool = True
+    layer_jobs: int = 0  # threads over layers (0: one per core)
 
 
 def audit_settings(opts: CheckOptions):
@@ -53,7 +54,7 @@ def audit_settings(opts: CheckOptions):
         power = PowerSettings(seed=opts.seed, device=opts.device, tol=opts.tol)
     return AuditSettings(
         method=opts.method, compare=tuple(opts.compare), outputs=tuple(opts.outputs), until=opts.until,
-        bounds=BoundSettings(hopm=hopm, power=power),
+        bounds=BoundSettings(hopm=hopm, power=power), jobs=opts.layer_jobs,
     )
 
 

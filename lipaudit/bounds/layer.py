@@ -155,11 +155,5 @@ def _exact(spec: ConvSpec, fft: BoundResult, settings: BoundSettings) -> BoundRe
     return BoundResult(lower, Kind.ESTIMATE, "exact", iterations=iters, time_s=elapsed, detail=detail)
 
 
-def _with_scope(r: BoundResult, scope: str) -> BoundResult:
-    from dataclasses import replace
-
-    return replace(r, valid_for=scope)
-
-
 def _size(size) -> str:
     return "x".join(str(n) for n in size)

@@ -42,14 +42,19 @@ def sha256(path: str) -> str | None:
         return None
 
 
-def detect_format(path: str) -> str:
-    """``onnx``, ``torch`` (zip/pickle), ``pt2`` (torch.export) or ``safetensors``, by suffix then content."""
+def require_model_file(path: str) -> None:
+    """One clear error for a path that cannot be a model file."""
     if not os.path.exists(path):
         raise ModelLoadError(f"{path}: no such file")
     if os.path.isdir(path):
         raise ModelLoadError(f"{path}: is a directory, not a model file")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(f"{path}: empty file")
+
+
+def detect_format(path: str) -> str:
+    """``onnx``, ``torch`` (zip/pickle), ``pt2`` (torch.export) or ``safetensors``, by suffix then content."""
+    require_model_file(path)
     lower = path.lower()
     if lower.endswith(".onnx"):
         return "onnx"

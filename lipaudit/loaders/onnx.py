@@ -101,12 +101,9 @@ def _numel(t) -> int:
 def _read(path: str):
     import onnx
 
-    if not os.path.exists(path):
-        raise ModelLoadError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ModelLoadError(f"{path}: is a directory, not a model file")
-    if os.path.getsize(path) == 0:
-        raise ModelLoadError(f"{path}: empty file")
+    from lipaudit.loaders import require_model_file
+
+    require_model_file(path)
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:

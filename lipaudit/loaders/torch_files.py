@@ -137,6 +137,10 @@ def _from_exported(path: str, options: LoadOptions) -> LoadedModel:
             program = torch.export.load(path)
     except Exception as exc:
         raise ModelLoadError(f"{path}: not a readable torch.export archive ({_first_line(exc)})") from None
+    try:
+        import onnxscript  # noqa: F401  (torch's exporter for exported programs needs it)
+    except ImportError:
+        raise ModelLoadError("reading .pt2 archives needs the 'onnxscript' package (pip install onnxscript)") from None
     onnx_model = _export_onnx(program, None, path, dynamo=True)
     return _graph_model(path, "pt2", onnx_model, options)
 
