@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lipaudit.errors import InputShapeError, ModelLoadError, UnsupportedOpError
+from lipaudit.errors import InputShapeError, ModelLoadError, UnsupportedOpError, first_line
 from lipaudit.graph import Graph, Node
 
 CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
@@ -47,7 +47,7 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     try:
         onnx.checker.check_model(skeleton)
     except Exception as exc:  # onnx raises ValidationError and friends
-        raise ModelLoadError(f"{path}: fails onnx.checker: {_first_line(exc)}") from None
+        raise ModelLoadError(f"{path}: fails onnx.checker: {first_line(exc)}") from None
     for node in model.graph.node:
         if node.op_type in CONTROL_FLOW:
             raise UnsupportedOpError(node.op_type, node.name or node.output[0], "control flow is not analysed")
@@ -59,7 +59,7 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     except Exception as exc:
-        raise ModelLoadError(f"{path}: shape inference failed: {_first_line(exc)}") from None
+        raise ModelLoadError(f"{path}: shape inference failed: {first_line(exc)}") from None
     return _to_graph(model, inferred, path, [i.name for i in net_inputs])
 
 
@@ -107,7 +107,7 @@ def _read(path: str):
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:
-        raise ModelLoadError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     if not model.graph.node and not model.graph.input:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph found)")
     try:
@@ -115,7 +115,7 @@ def _read(path: str):
 
         load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
     except Exception as exc:
-        raise ModelLoadError(f"{path}: missing or unreadable external weights ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: missing or unreadable external weights ({first_line(exc)})") from None
     return model
 
 
@@ -168,7 +168,7 @@ def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
         try:
             constants[init.name] = numpy_helper.to_array(init)
         except Exception as exc:
-            raise ModelLoadError(f"{path}: weight {init.name!r} cannot be read ({_first_line(exc)})") from None
+            raise ModelLoadError(f"{path}: weight {init.name!r} cannot be read ({first_line(exc)})") from None
     opset = {imp.domain or "ai.onnx": imp.version for imp in model.opset_import}
     nodes: list[Node] = []
     kept = []
@@ -263,7 +263,7 @@ def _try_fold(proto, node: Node, constants: dict[str, np.ndarray], shapes, opset
         feeds = {name: constants[name] for name in node.inputs if name}
         return [np.asarray(x) for x in _evaluate(proto, feeds, opset)]
     except Exception as exc:
-        raise ModelLoadError(f"cannot evaluate constant node {node.name!r} ({node.op}): {_first_line(exc)}") from None
+        raise ModelLoadError(f"cannot evaluate constant node {node.name!r} ({node.op}): {first_line(exc)}") from None
 
 
 def _evaluate(proto, feeds: dict[str, np.ndarray], opset: int) -> list:
@@ -294,8 +294,3 @@ def _attr_value(attr) -> Any:
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", "replace") for v in value]
     return value
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

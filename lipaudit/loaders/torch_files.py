@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lipaudit.errors import InputShapeError, ModelLoadError
+from lipaudit.errors import InputShapeError, ModelLoadError, first_line
 from lipaudit.loaders import LoadedModel, LoadOptions
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
@@ -69,9 +69,9 @@ def _safe_load(path: str, options: LoadOptions) -> Any:
                 f"{path}: refusing to unpickle Python objects (e.g. a whole module) because that can run code "
                 f"from the file; pass --trust-pickle only if you trust it, or save a state_dict / .pt2 instead"
             ) from None
-        raise ModelLoadError(f"{path}: not a readable PyTorch file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, ImportError) as exc:
-        raise ModelLoadError(f"{path}: not a readable PyTorch file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from None
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -82,7 +82,7 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     try:
         tensors = load_file(path)
     except Exception as exc:
-        raise ModelLoadError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({first_line(exc)})") from None
     # safetensors does not keep the order modules were registered in: take keys in natural
     # order (features.2 before features.10), which keeps conv -> BN neighbours of Sequential models
     return {k: tensors[k] for k in sorted(tensors, key=_natural_key)}
@@ -136,7 +136,7 @@ def _from_exported(path: str, options: LoadOptions) -> LoadedModel:
         with _quiet():
             program = torch.export.load(path)
     except Exception as exc:
-        raise ModelLoadError(f"{path}: not a readable torch.export archive ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable torch.export archive ({first_line(exc)})") from None
     try:
         import onnxscript  # noqa: F401  (torch's exporter for exported programs needs it)
     except ImportError:
@@ -151,7 +151,7 @@ def _from_torchscript(path: str, options: LoadOptions) -> LoadedModel:
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:
-        raise ModelLoadError(f"{path}: not a readable TorchScript archive ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: not a readable TorchScript archive ({first_line(exc)})") from None
     return _graph_from_module(path, "torchscript", module, options)
 
 
@@ -175,11 +175,11 @@ def _from_arch(path: str, tensors: dict[str, np.ndarray], options: LoadOptions) 
         factory = getattr(importlib.import_module(module_name), attr)
         model = factory()
     except Exception as exc:
-        raise ModelLoadError(f"--arch {options.arch}: cannot build the model ({_first_line(exc)})") from None
+        raise ModelLoadError(f"--arch {options.arch}: cannot build the model ({first_line(exc)})") from None
     try:
         model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}, strict=True)
     except Exception as exc:
-        raise ModelLoadError(f"{path}: does not fit --arch {options.arch} ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: does not fit --arch {options.arch} ({first_line(exc)})") from None
     return _graph_from_module(path, "state-dict+arch", model, options)
 
 
@@ -202,7 +202,7 @@ def _export_onnx(model, shape, path: str, dynamo: bool):
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"{path}: could not convert the graph to ONNX ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path}: could not convert the graph to ONNX ({first_line(exc)})") from None
 
 
 def _graph_model(path: str, fmt: str, onnx_model, options: LoadOptions) -> LoadedModel:
@@ -250,8 +250,3 @@ class _quiet:
             logging.getLogger(name).setLevel(level)
         self._stack.close()
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -13,6 +13,7 @@ GELU_SLOPE = 1.1290  # Phi(x) + x phi(x), max at x = sqrt(2): 1.12888...
 SILU_SLOPE = 1.1000  # sigma(x)(1 + x(1 - sigma(x))), max 1.09984 at x = 2.3994
 ERF_SLOPE = 1.12838  # 2 / sqrt(pi) = 1.128379...
 HARDSWISH_SLOPE = 1.5  # (2x + 3) / 6 at x = 3
+MISH_SLOPE = 1.089  # x tanh(softplus(x)): max slope 1.08850 near x = 1.19
 
 FIXED = {
     "Relu": 1.0,
@@ -26,7 +27,7 @@ FIXED = {
     "Celu": 1.0,  # slope exp(x / alpha) <= 1 on the negative side
     "HardSwish": HARDSWISH_SLOPE,
     "Erf": ERF_SLOPE,
-    "Mish": 1.2,  # max slope 1.0998... of x tanh(softplus(x)) is below this
+    "Mish": MISH_SLOPE,
 }
 
 
