@@ -17,7 +17,6 @@ be said, and is said in the report:
 from __future__ import annotations
 
 import fnmatch
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -109,7 +108,7 @@ def _out_channels(layer: WeightLayer) -> int:
 
 def _stride_for(name: str, strides: dict[str, tuple[int, ...]], d: int) -> tuple[tuple[int, ...], bool]:
     for pattern, stride in strides.items():
-        if fnmatch.fnmatchcase(name, pattern) or re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), name):
+        if fnmatch.fnmatchcase(name, pattern):
             if len(stride) == 1:
                 stride = stride * d
             if len(stride) != d:

@@ -50,7 +50,7 @@ def _is_torchscript(path: str) -> bool:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError):
         return False
-    return any(n.endswith("/code/__torch__.py") or "/code/" in n and n.endswith(".py") for n in names) and any(
+    return any("/code/" in n and n.endswith(".py") for n in names) and any(
         n.endswith("constants.pkl") for n in names
     )
 
