@@ -15,12 +15,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from lipaudit.bounds import CONV_METHODS, BoundSettings
 from lipaudit.errors import UnsupportedOpError, UsageError
 from lipaudit.fold import plan_bn_folds
 from lipaudit.graph import Graph
 from lipaudit.ops import load_rules
-from lipaudit.ops.context import LayerRecord, RuleContext
+from lipaudit.ops.context import LayerRecord, Refusal, RuleContext, finite_or_inf
+from lipaudit.ops.contract import DEFAULT_DOMAINS, check_node, undeclared_outputs, unknown_op
 from lipaudit.values import Kind
 
 METHODS = ("tn", "f4", "fro", "certified")
@@ -88,6 +91,13 @@ class NetworkValue:
 
 @dataclass
 class AuditResult:
+    """Per-layer values and network constants.
+
+    ``network`` is empty when no certificate exists for the selected outputs;
+    ``refusals`` then says why (every root cause on the way to them, in graph
+    order), while ``layers`` still holds every measured layer.
+    """
+
     layers: list[LayerRecord]
     factors: list[dict]
     network: dict[str, NetworkValue]
@@ -96,25 +106,36 @@ class AuditResult:
     settings: AuditSettings
     elapsed_s: float
     timings: dict[str, float] = field(default_factory=dict)  # wall: bounds_s (per-layer), certificate_s (the walk)
+    refusals: list[Refusal] = field(default_factory=list)
+    node_notes: list[tuple[str, str, str]] = field(default_factory=list)  # (code, node, message) for findings
+    dynamic_batch: bool = False
+
+
+# ops that may hold an infinite constant (masks, open clamps) and still be finite functions of the input
+_INF_CONSTANTS_OK = {"Where", "Clip", "Max", "Min"}
 
 
 def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Progress | None = None) -> AuditResult:
     """Compute per-layer values and network constants for ``graph``.
 
+    A node whose rule refuses it (or that has no rule, or breaks its rule's
+    contract) does not stop the audit: its outputs carry the refusal, layers
+    downstream are still measured, and the network certificate is reported as
+    unavailable with the reason.
+
     Raises:
-        UnsupportedOpError: an op on the way to the selected outputs has no rule,
-            or no global Lipschitz constant.
         UsageError: an unknown ``--output``/``--until`` name.
+        InputShapeError: a rule needs a shape that is unknown.
     """
     t0 = time.perf_counter()
     rules = load_rules()
     outputs = _select_outputs(graph, settings)
     needed = _needed_nodes(graph, outputs)
     ctx = RuleContext(graph, settings.compositions, settings.conv_methods, settings)
-    plan_bn_folds(graph, ctx)
+    plan_bn_folds(graph, ctx, observed=set(outputs))
     for name in graph.inputs:
         ctx.lips[name] = {c: 1.0 for c in ctx.compositions}
-    precomputed_names: set[str] = set()
+    dynamic_batch = graph.batch_shapes is not None
     total = sum(1 for n in graph.nodes if n.name in needed and n.op in MEASURED_OPS)
     t_pre = time.perf_counter()
     done = _precompute_convs(graph, ctx, needed, settings, progress, total)
@@ -122,25 +143,21 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     t_walk = time.perf_counter()
     t_pre = t_walk - t_pre
     in_walk_bounds = 0.0  # time of layer rules (their bounds) during the walk
+    roots: list[Refusal] = []
     for node in graph.nodes:
         if node.name not in needed:
             continue
-        depends = [x for x in node.inputs if x and x not in graph.constants and ctx.lips.get(x) is not None]
-        if not depends:
+        if not any(ctx.depends(x) for x in node.inputs):
             for o in node.outputs:
                 ctx.lips[o] = None  # a function of constants only
             continue
-        fn = rules.get(node.op)
-        if fn is None:
-            raise UnsupportedOpError(
-                node.op, node.name,
-                "no Lipschitz rule for this op; use --output/--until to stop before it "
-                "(run `lipaudit ops` to list supported ops)",
-            )
         t_rule = time.perf_counter()
-        results = fn(node, ctx)
+        results, refusal = _apply(node, rules, ctx, dynamic_batch)
         if node.op in MEASURED_OPS:
             in_walk_bounds += time.perf_counter() - t_rule
+        if refusal is not None:
+            roots.append(refusal)
+            results = [refusal] * len(node.outputs)
         for o, lip in zip(node.outputs, results):
             if o:
                 ctx.lips[o] = lip
@@ -150,17 +167,78 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
                 progress(done, total, node.name)
     t_walk = time.perf_counter() - t_walk
     timings = {"bounds_s": t_pre + in_walk_bounds, "certificate_s": max(t_walk - in_walk_bounds, 0.0)}
-    network = {}
-    for c in ctx.compositions:
-        per_output = {o: (ctx.lips.get(o) or {}).get(c, 0.0) for o in outputs}
-        value = math.sqrt(sum(v * v for v in per_output.values()))
-        estimates = ctx.unsound.get(c, [])
-        network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates)
+    network: dict[str, NetworkValue] = {}
+    final = [ctx.lips.get(o) for o in outputs]
+    refused = [v for v in final if isinstance(v, Refusal)]
+    if not refused:
+        for c in ctx.compositions:
+            per_output = {o: (v or {}).get(c, 0.0) for o, v in zip(outputs, final)}
+            value = finite_or_inf(math.sqrt(sum(v * v for v in per_output.values())))
+            estimates = ctx.unsound.get(c, [])
+            network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates)
     layer_shares(ctx.layers, ctx.compositions[0])
     return AuditResult(
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
         settings=settings, elapsed_s=time.perf_counter() - t0, timings=timings,
+        refusals=roots if refused else [], node_notes=list(ctx.notes), dynamic_batch=dynamic_batch,
     )
+
+
+def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
+    """Check the node against its rule's contract, run the rule, and make its outputs sound.
+
+    Returns ``(results, refusal)``; exactly one of them is meaningful.
+    """
+    rule = rules.get(node.op) if node.domain in DEFAULT_DOMAINS else None
+    if rule is None:
+        return None, unknown_op(node)
+    if rule.kind != "refused":
+        refusal = check_node(rule, node, ctx, dynamic_batch) or (_batch_refusal(node, ctx) if dynamic_batch else None)
+        if refusal is not None:
+            return None, refusal
+    try:
+        results = list(rule.fn(node, ctx))
+    except UnsupportedOpError as exc:
+        return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint)
+    results += [None] * (len(node.outputs) - len(results))
+    for index, value in enumerate(node.outputs):
+        if value in (marks := undeclared_outputs(rule, node, ctx)):
+            results[index] = marks[value]
+    if _nonfinite_constant(node, ctx):
+        ctx.note("LIP010", node, f"node {node.name} ({node.op}) uses a constant that holds NaN or inf")
+        results = [({c: math.inf for c in ctx.compositions} if isinstance(r, dict) else r) for r in results]
+    return results, None
+
+
+def _nonfinite_constant(node, ctx: RuleContext) -> bool:
+    """A constant operand holds NaN (or inf, outside ops where inf is a mask or an open bound)."""
+    for name in node.inputs:
+        c = ctx.const(name)
+        if c is None or not np.issubdtype(np.asarray(c).dtype, np.floating):
+            continue
+        c = np.asarray(c)
+        if np.isnan(c).any() or (node.op not in _INF_CONSTANTS_OK and np.isinf(c).any()):
+            return True
+    return False
+
+
+def _batch_refusal(node, ctx: RuleContext) -> Refusal | None:
+    """With a dynamic batch, every input-dependent value must keep the batch on axis 0 (size doubling at batch 2)."""
+    graph = ctx.graph
+    for o in node.outputs:
+        if not o:
+            continue
+        s1, s2 = graph.shapes.get(o), graph.batch_shapes.get(o)
+        if s1 is None or s2 is None:
+            return Refusal(node.name, node.op, f"the shape of {o!r} is unknown at batch 1 or batch 2, so lipaudit "
+                                               f"cannot check that samples stay separate",
+                           hint="give --input-shape with your batch size")
+        if len(s1) != len(s2) or not s1 or s2[0] != 2 * s1[0] or tuple(s2[1:]) != tuple(s1[1:]):
+            return Refusal(node.name, node.op, f"the batch does not stay on axis 0 of {o!r} (shape {list(s1)} at "
+                                               f"batch 1, {list(s2)} at batch 2): samples are mixed, so a per-sample "
+                                               f"certificate would not hold for a batch",
+                           hint="give --input-shape with your batch size")
+    return None
 
 
 def _precompute_convs(graph: Graph, ctx: RuleContext, needed: set[str], settings: AuditSettings, progress, total) -> int:
@@ -180,14 +258,15 @@ def _precompute_convs(graph: Graph, ctx: RuleContext, needed: set[str], settings
 
     work = []
     for node in graph.nodes:
-        if node.name in needed and node.op in ("Conv", "ConvTranspose"):
+        if node.name in needed and node.op in ("Conv", "ConvTranspose") and node.domain in DEFAULT_DOMAINS:
             if node.inputs[0] in graph.constants:
                 continue
             try:
                 spec, _ = conv_layer(node, ctx)
             except Exception:
                 continue  # the walk reports it, in graph order
-            work.append((node.name, spec))
+            if spec is not None:
+                work.append((node.name, spec))
     if len(work) < 2:
         return 0
     if "exact" in ctx.conv_methods:

@@ -26,9 +26,10 @@ class InputShapeError(LipauditError):
 class UnsupportedOpError(LipauditError):
     """An operator has no Lipschitz rule, or no global Lipschitz constant exists."""
 
-    def __init__(self, op: str, node: str, reason: str):
-        self.op, self.node, self.reason = op, node, reason
-        super().__init__(f"cannot bound op {op!r} at node {node!r}: {reason}")
+    def __init__(self, op: str, node: str, reason: str, hint: str | None = None, slot: str | None = None):
+        self.op, self.node, self.reason, self.hint, self.slot = op, node, reason, hint, slot
+        where = f"node {node!r}" + (f", slot {slot!r}" if slot else "")
+        super().__init__(f"cannot bound op {op!r} at {where}: {reason}" + (f"; {hint}" if hint else ""))
 
 
 class UsageError(LipauditError):

@@ -45,11 +45,22 @@ CODES: dict[str, Code] = {
         Code("LIP009", "stride-assumed", "warning", "Strides and padding were assumed for a layer (state dict).",
              "A state dict does not store strides; stride 1 was assumed unless --stride gave one. The TN value of "
              "a strided conv differs; give the real stride for a true per-layer bound."),
+        Code("LIP010", "non-finite-value", "warning", "A weight, constant or bound is NaN or infinite: the bound is inf.",
+             "A NaN or infinite weight (or constant, or BatchNorm statistic) leaves no finite bound for that layer; "
+             "the layer's values and every certificate through it are reported as inf, never as a finite number "
+             "or NaN, and every gate on them fails."),
+        Code("LIP011", "dynamic-batch", "info", "The batch dimension is dynamic: certified per sample.",
+             "The model declares a dynamic batch (symbolic, -1 or 0). lipaudit certifies the map of one sample and "
+             "checks that no op combines samples (the batch stays on axis 0 of every value and no op acts along it), "
+             "so the constant holds for every batch size. Give --input-shape to certify a fixed batch instead."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
-        Code("LIP101", "unsupported-op", "error", "An operator has no Lipschitz rule or no global Lipschitz constant.",
-             "The audit stops rather than assuming a factor of 1. Use --output/--until to certify up to a value "
-             "before that node (e.g. raw detection heads before their post-processing)."),
+        Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",
+             "An op has no Lipschitz rule, no global Lipschitz constant, an attribute or input slot its rule does not "
+             "handle, or an input-dependent value where its rule needs a constant. lipaudit never assumes a factor "
+             "of 1: the network certificate is reported as unavailable with the node, the slot and the reason, and "
+             "every layer's values are still computed. Use --output/--until to certify up to a value before that "
+             "node (e.g. raw detection heads before their post-processing)."),
         Code("LIP102", "input-shape-needed", "error", "A static input shape is needed.",
              "A symbolic dimension other than the leading batch dimension needs --input-shape."),
         Code("LIP103", "usage-error", "error", "The command line or settings are invalid.", "See lipaudit check --help."),
@@ -57,8 +68,9 @@ CODES: dict[str, Code] = {
              "Please report it with the model if possible. The run is marked as an error (exit 2), never as passed."),
         Code("LIP105", "baseline-unreadable", "error", "The --baseline report could not be read.",
              "The baseline must be a JSON report written by lipaudit (--json)."),
-        Code("LIP106", "gate-needs-graph", "error", "A gate needs a network number, which this file cannot give.",
-             "--max-lipschitz and --baseline compare network certificates; a state dict has no graph."),
+        Code("LIP106", "gate-needs-graph", "error", "A gate needs a network certificate, which this audit cannot give.",
+             "--max-lipschitz and --baseline compare network certificates; a state dict has no graph, and a graph "
+             "with an op lipaudit cannot certify (LIP101) has no certificate. The run exits 2: undecided."),
     ]
 }
 

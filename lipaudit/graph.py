@@ -25,7 +25,10 @@ class Graph:
     """Nodes in topological order, with every constant folded into ``constants``.
 
     ``inputs`` are the input-dependent graph inputs (the network input),
-    ``shapes`` the static shape of every value that has one.
+    ``shapes`` the static shape of every value that has one. When the model's
+    batch dimension is dynamic, the graph is built at batch 1 and
+    ``batch_shapes`` holds every value's shape at batch 2 (the engine checks that
+    no op combines samples); it is ``None`` for a fixed batch.
     """
 
     nodes: list[Node]
@@ -34,6 +37,7 @@ class Graph:
     constants: dict[str, np.ndarray]
     shapes: dict[str, tuple[int, ...]]
     source: dict[str, Any] = field(default_factory=dict)
+    batch_shapes: dict[str, tuple[int, ...]] | None = None
 
     def consumers(self) -> dict[str, list[Node]]:
         out: dict[str, list[Node]] = {}

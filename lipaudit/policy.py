@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +26,14 @@ def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
     """
     findings: list[Finding] = []
     cert = result.network.get("certified")
-    if gates.max_lipschitz is not None and cert is not None and cert.value > gates.max_lipschitz:
+    findings += certificate_findings(result, gates)
+    if gates.max_lipschitz is not None and cert is not None and not cert.value <= gates.max_lipschitz:
         findings.append(Finding("LIP001", f"certified network bound {cert.value:.6g} > {gates.max_lipschitz:.6g}",
                                 value=cert.value, threshold=gates.max_lipschitz))
     if gates.max_layer_norm is not None:
         for layer in result.layers:
             v = layer.values["certified"].value
-            if v > gates.max_layer_norm:
+            if not v <= gates.max_layer_norm:
                 findings.append(Finding("LIP002", f"layer {layer.name} certified norm {v:.6g} > {gates.max_layer_norm:.6g}",
                                         node=layer.name, value=v, threshold=gates.max_layer_norm))
     if gates.baseline is not None and cert is not None:
@@ -40,12 +42,36 @@ def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
     return findings
 
 
+def certificate_findings(result: AuditResult, gates: Gates) -> list[Finding]:
+    """Why there is no certificate (LIP101 per root cause, LIP106 when a gate needs one), non-finite values (LIP010)."""
+    out = []
+    for refusal in getattr(result, "refusals", []):
+        out.append(Finding("LIP101", refusal.message(), node=refusal.node,
+                           extra={"op": refusal.op, "reason": refusal.reason, "slot": refusal.slot, "hint": refusal.hint}))
+    if getattr(result, "refusals", []) and (gates.max_lipschitz is not None or gates.baseline is not None):
+        out.append(Finding("LIP106", "--max-lipschitz/--baseline need a network certificate, which is unavailable: "
+                                     + result.refusals[0].message()))
+    seen = set()
+    for code, node, message in getattr(result, "node_notes", []):
+        if (code, node) not in seen:
+            seen.add((code, node))
+            out.append(Finding(code, message, node=node))
+    cert = result.network.get("certified")
+    if cert is not None and not math.isfinite(cert.value):
+        out.append(Finding("LIP010", "the certified network bound is infinite (a non-finite weight or bound on the way)",
+                           value=math.inf))
+    if getattr(result, "dynamic_batch", False):
+        out.append(Finding("LIP011", "dynamic batch: certified per sample (no op combines samples, so the constant "
+                                     "holds for every batch size)"))
+    return out
+
+
 def _regressions(result: AuditResult, baseline: dict[str, Any], max_increase: float) -> list[Finding]:
     out = []
     old = baseline["network"]["certified"]["value"]
     new = result.network["certified"].value
     limit = old * (1 + max_increase) * (1 + 1e-9)
-    if new > limit:
+    if not new <= limit:
         out.append(Finding("LIP003", f"certified network bound {new:.6g} vs baseline {old:.6g} "
                                      f"(+{(new / old - 1) * 100:.2f}%, allowed +{max_increase * 100:.2f}%)",
                            value=new, threshold=limit))
@@ -53,7 +79,7 @@ def _regressions(result: AuditResult, baseline: dict[str, Any], max_increase: fl
     for layer in result.layers:
         before = old_layers.get(layer.name)
         now = layer.values["certified"].value
-        if before is not None and now > before * (1 + max_increase) * (1 + 1e-9):
+        if before is not None and not now <= before * (1 + max_increase) * (1 + 1e-9):
             out.append(Finding("LIP004", f"layer {layer.name} certified norm {now:.6g} vs baseline {before:.6g}",
                                node=layer.name, value=now, threshold=before * (1 + max_increase)))
     return out

@@ -40,9 +40,19 @@ def load_onnx(path: str, input_shape: dict[str, tuple[int, ...]] | tuple[int, ..
 
 
 def load_onnx_model(model, path: str, input_shape=None) -> Graph:
-    """:func:`load_onnx` for a ``ModelProto`` already in memory (``path`` labels messages)."""
+    """:func:`load_onnx` for a ``ModelProto`` already in memory (``path`` labels messages).
+
+    Model-local functions are inlined first (onnx.inliner), so their bodies are
+    analysed op by op; a call to a function the model does not define stays a
+    custom-domain node, which the engine refuses. With a dynamic batch dimension
+    (symbolic, or declared as -1 or 0) the graph is built at batch 1 and every
+    value's shape at batch 2 is recorded in ``Graph.batch_shapes``.
+    """
     import onnx
 
+    _check_opset(model, path)
+    model = _inline_functions(model, path)
+    _normalise_dims(model)
     skeleton = _skeleton(model)
     try:
         onnx.checker.check_model(skeleton)
@@ -55,12 +65,73 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     net_inputs = [i for i in skeleton.graph.input if i.name not in initializers]
     if not net_inputs:
         raise ModelLoadError(f"{path}: the model has no input that is not a constant")
-    _fix_input_shapes(skeleton, net_inputs, input_shape)
+    at_batch_2 = onnx.ModelProto()
+    at_batch_2.CopyFrom(skeleton)
+    dynamic = _fix_input_shapes(skeleton, net_inputs, input_shape)
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     except Exception as exc:
         raise ModelLoadError(f"{path}: shape inference failed: {first_line(exc)}") from None
-    return _to_graph(model, inferred, path, [i.name for i in net_inputs])
+    graph = _to_graph(model, inferred, path, [i.name for i in net_inputs])
+    if dynamic:
+        graph.batch_shapes = _shapes_at_batch(model, at_batch_2, dynamic, 2)
+        graph.source["dynamic_batch"] = True
+    return graph
+
+
+def _check_opset(model, path: str) -> None:
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > newest:
+            raise ModelLoadError(f"{path}: ONNX opset {imp.version} is newer than the installed onnx supports "
+                                 f"(up to {newest}); upgrade onnx, or export with opset <= {newest}")
+
+
+def _inline_functions(model, path: str):
+    """Inline the model's local functions, so their bodies are analysed (never matched by name)."""
+    if not model.functions:
+        return model
+    try:
+        from onnx import inliner
+
+        inlined = inliner.inline_local_functions(model)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot inline the model's local functions ({first_line(exc)})") from None
+    del inlined.functions[:]
+    return inlined
+
+
+def _normalise_dims(model) -> None:
+    """A dimension declared as -1 or 0 is dynamic (some exporters write the batch that way), like a symbolic one."""
+    values = list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info)
+    for value in values:
+        t = value.type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        for d in t.shape.dim:
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.dim_param = "dynamic"
+
+
+def _shapes_at_batch(model, skeleton, dynamic: list[str], batch: int) -> dict[str, tuple[int, ...]]:
+    """Every value's static shape when the dynamic batch dimensions are ``batch`` (best effort: {} on failure)."""
+    import onnx
+
+    for value in skeleton.graph.input:
+        if value.name in dynamic:
+            value.type.tensor_type.shape.dim[0].dim_value = batch
+    for value in skeleton.graph.input:
+        for d in value.type.tensor_type.shape.dim[1:]:
+            if not d.HasField("dim_value"):
+                return {}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
+        graph = _to_graph(model, inferred, "<batch 2>", [])
+    except Exception:
+        return {}
+    return dict(graph.shapes)
 
 
 _SMALL = 4096  # initializers up to this many elements stay in the skeleton (shapes, axes, scales)
@@ -119,7 +190,9 @@ def _read(path: str):
     return model
 
 
-def _fix_input_shapes(model, net_inputs, input_shape) -> None:
+def _fix_input_shapes(model, net_inputs, input_shape) -> list[str]:
+    """Make every input shape static; returns the inputs whose (leading) batch dimension was dynamic."""
+    dynamic: list[str] = []
     wanted: dict[str, tuple[int, ...]] = {}
     if isinstance(input_shape, dict):
         wanted = {k: tuple(v) for k, v in input_shape.items()}
@@ -137,7 +210,7 @@ def _fix_input_shapes(model, net_inputs, input_shape) -> None:
                     f"--input-shape {','.join(map(str, given))} has rank {len(given)}, input {value.name!r} has rank {len(dims)}"
                 )
             for d, n in zip(dims, given):
-                if d.HasField("dim_value") and d.dim_value not in (0, n):
+                if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != n:
                     raise InputShapeError(f"--input-shape gives {n} where input {value.name!r} has fixed size {d.dim_value}")
                 d.dim_value = int(n)
             continue
@@ -145,12 +218,14 @@ def _fix_input_shapes(model, net_inputs, input_shape) -> None:
             if d.HasField("dim_value") and d.dim_value > 0:
                 continue
             if axis == 0:
-                d.dim_value = 1  # a symbolic leading batch dimension
+                d.dim_value = 1  # a symbolic leading batch dimension: certified per sample
+                dynamic.append(value.name)
             else:
                 raise InputShapeError(
                     f"input {value.name!r} has a symbolic dimension {d.dim_param or '?'!r} at axis {axis}; "
                     f"give the full shape with --input-shape (e.g. --input-shape 1,3,224,224)"
                 )
+    return dynamic
 
 
 def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:

@@ -1,10 +1,22 @@
-"""What a rule sees: constants, shapes and the Lipschitz constants computed so far."""
+"""What a rule sees: constants, shapes and the Lipschitz constants computed so far.
+
+A value's entry in ``RuleContext.lips`` is one of:
+- ``None``: the value does not depend on the network input (a function of constants);
+- a :data:`Lip` dict: its Lipschitz constant w.r.t. the network input, per composition;
+- a :class:`Refusal`: it depends on the input, but no constant can be given for it
+  (an op without a sound rule upstream). Refusals propagate through the helpers
+  below, so per-layer values are still computed downstream while the network
+  certificate says why it is unavailable.
+
+All arithmetic on constants is non-finite safe: NaN or an infinite factor gives
+``inf`` (never NaN, never a finite number), including ``inf * 0``.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -12,8 +24,37 @@ from lipaudit.errors import InputShapeError, UnsupportedOpError
 from lipaudit.graph import Graph, Node
 
 # Lipschitz constant of a value with respect to the network input, one entry per
-# composition (e.g. {"tn": 3.2, "certified": 4.1}); None when the value is constant.
+# composition (e.g. {"tn": 3.2, "certified": 4.1}).
 Lip = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a value has no Lipschitz constant: the node, its op, the reason, and what would help."""
+
+    node: str
+    op: str
+    reason: str
+    slot: str | None = None
+    hint: str | None = None
+
+    def message(self) -> str:
+        where = f"node {self.node!r} ({self.op})" + (f", slot {self.slot!r}" if self.slot else "")
+        return f"{where}: {self.reason}" + (f"; {self.hint}" if self.hint else "")
+
+
+LipValue = Union[Lip, None, Refusal]
+
+
+def safe_mul(a: float, b: float) -> float:
+    """``a * b`` for non-negative constants, with NaN or inf in either giving inf (so ``inf * 0`` is inf)."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.inf
+    return a * b
+
+
+def finite_or_inf(v: float) -> float:
+    return float(v) if math.isfinite(v) else math.inf
 
 
 @dataclass
@@ -42,7 +83,7 @@ class RuleContext:
     compositions: list[str]
     conv_methods: tuple[str, ...]
     settings: Any  # lipaudit.engine.AuditSettings
-    lips: dict[str, Lip | None] = field(default_factory=dict)
+    lips: dict[str, LipValue] = field(default_factory=dict)
     layers: list[LayerRecord] = field(default_factory=list)
     unsound: dict[str, list[str]] = field(default_factory=dict)  # composition -> layers with estimates
     fold_after: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
@@ -51,17 +92,28 @@ class RuleContext:
     bn_scales: dict[str, np.ndarray] = field(default_factory=dict)  # BN node -> gamma / sqrt(var + eps)
     factors: list[dict[str, Any]] = field(default_factory=list)  # non-layer factors, for the report
     precomputed: dict[str, dict] = field(default_factory=dict)  # conv node -> values computed in parallel
+    notes: list[tuple[str, str, str]] = field(default_factory=list)  # (code, node, message) for findings
+    _producers: dict[str, Node] | None = None
 
     # -- lookups -------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
         return self.graph.constants.get(name) if name else None
 
-    def lip(self, name: str) -> Lip | None:
+    def lip(self, name: str) -> LipValue:
         if not name or name in self.graph.constants:
             return None
         if name not in self.lips:
             raise KeyError(f"value {name!r} used before it is computed")
         return self.lips[name]
+
+    def depends(self, name: str) -> bool:
+        """True when the value depends on the network input (refused values included)."""
+        return bool(name) and name not in self.graph.constants and self.lips.get(name) is not None
+
+    def producers(self) -> dict[str, Node]:
+        if self._producers is None:
+            self._producers = self.graph.producers()
+        return self._producers
 
     def shape(self, name: str, node: Node) -> tuple[int, ...]:
         shape = self.graph.shapes.get(name)
@@ -71,28 +123,39 @@ class RuleContext:
             )
         return shape
 
+    def opset(self) -> int:
+        return int(self.graph.source.get("opset") or 13)
+
     # -- building results ----------------------------------------------------
-    def fail(self, node: Node, reason: str):
-        raise UnsupportedOpError(node.op, node.name, reason)
+    def fail(self, node: Node, reason: str, hint: str | None = None):
+        raise UnsupportedOpError(node.op, node.name, reason, hint=hint)
 
-    def scale(self, lip: Lip | None, factor: float | dict[str, float]) -> Lip | None:
-        if lip is None:
-            return None
+    def scale(self, lip: LipValue, factor: float | dict[str, float]) -> LipValue:
+        if lip is None or isinstance(lip, Refusal):
+            return lip
         if isinstance(factor, dict):
-            return {c: v * factor[c] for c, v in lip.items()}
-        return {c: v * factor for c, v in lip.items()}
+            return {c: safe_mul(v, factor[c]) for c, v in lip.items()}
+        return {c: safe_mul(v, factor) for c, v in lip.items()}
 
-    def add(self, lips: list[Lip | None]) -> Lip | None:
+    def add(self, lips: list[LipValue]) -> LipValue:
+        """Triangle inequality: the constant of a sum is at most the sum of the constants."""
         present = [x for x in lips if x is not None]
+        refused = [x for x in present if isinstance(x, Refusal)]
+        if refused:
+            return refused[0]
         if not present:
             return None
-        return {c: sum(x[c] for x in present) for c in self.compositions}
+        return {c: finite_or_inf(sum(x[c] for x in present)) for c in self.compositions}
 
-    def rss(self, lips: list[Lip | None]) -> Lip | None:
+    def rss(self, lips: list[LipValue]) -> LipValue:
+        """Root-sum-square: for a concatenation, or a max/min of several values."""
         present = [x for x in lips if x is not None]
+        refused = [x for x in present if isinstance(x, Refusal)]
+        if refused:
+            return refused[0]
         if not present:
             return None
-        return {c: math.sqrt(sum(x[c] ** 2 for x in present)) for c in self.compositions}
+        return {c: finite_or_inf(math.sqrt(sum(x[c] ** 2 for x in present))) for c in self.compositions}
 
     def record_layer(self, record: LayerRecord) -> dict[str, float]:
         """Store a layer and return its factor for every composition."""
@@ -100,20 +163,24 @@ class RuleContext:
         factors = {}
         for c in self.compositions:
             r = record.values.get(c) or record.values["certified"]
-            factors[c] = r.value
+            factors[c] = finite_or_inf(r.value)
             if not r.kind.is_sound_upper:
                 self.unsound.setdefault(c, []).append(record.name)
         return factors
 
     def note_factor(self, node: Node, factor: float, why: str | None = None) -> None:
         """Record the constant factor a non-layer op contributes (shown in reports)."""
-        entry: dict[str, Any] = {"name": node.name, "op": node.op, "factor": float(factor)}
+        entry: dict[str, Any] = {"name": node.name, "op": node.op, "factor": finite_or_inf(float(factor))}
         if why:
             entry["rule"] = why
         self.factors.append(entry)
 
+    def note(self, code: str, node: Node, message: str) -> None:
+        """A finding the report should carry about this node (e.g. a rounding cast, non-finite weights)."""
+        self.notes.append((code, node.name, message))
+
     def broadcast_factor(self, name: str, out_name: str, node: Node) -> float:
-        """Norm of broadcasting ``name`` to the output's shape: sqrt(copies)."""
+        """Norm of broadcasting ``name`` to the output's shape: sqrt(copies) (broadcasting copies uniformly)."""
         src = self.graph.shapes.get(name)
         dst = self.graph.shapes.get(out_name)
         if src is None or dst is None:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from lipaudit.bounds import dense_bounds, fold_bn_into_dense
-from lipaudit.ops import rule
+from lipaudit.ops import AFFINE, DATA, rule
 from lipaudit.ops.context import LayerRecord
+from lipaudit.ops.conv import nonfinite_values
 
 
 def dense_weight(node, ctx) -> tuple[str, np.ndarray] | None:
-    """``(data input, W)`` with the layer acting as ``x -> W x`` on vectors; None if not dense."""
+    """``(data input, W)``: the layer maps each vector along the data's contracted axis ``v`` to ``W v``.
+
+    Gemm ``Y = alpha op(A) op(B) + beta C``: with data ``A`` every row of ``op(A)``
+    maps by ``W = alpha op(B)^T`` (transA only changes which axis of ``A`` is
+    contracted); with data ``B`` every column of ``op(B)`` maps by ``W = alpha op(A)``.
+    MatMul ``A @ B`` with a 2-D constant: data ``A`` -> ``W = B^T`` on its last
+    axis; data ``B`` -> ``W = A`` on its second-to-last axis. None if not dense.
+    """
     a, b = node.inputs[:2]
     ca, cb = ctx.const(a), ctx.const(b)
     if node.op == "Gemm":
@@ -23,37 +31,84 @@ def dense_weight(node, ctx) -> tuple[str, np.ndarray] | None:
             return b, (am if alpha == 1.0 else alpha * am)
         return None
     if cb is not None and ca is None and cb.ndim == 2:
-        return a, cb.T  # x @ W acts on rows
+        return a, cb.T
     if ca is not None and cb is None and ca.ndim == 2:
-        return b, ca  # W @ x acts on columns
+        return b, ca
     return None
 
 
-@rule("Gemm", "MatMul")
-def dense(node, ctx):
+def contracted_axis(node, ctx) -> int | None:
+    """The axis of the data input that the layer contracts (None when unknown)."""
     found = dense_weight(node, ctx)
     if found is None:
-        if ctx.lip(node.inputs[0]) is not None and ctx.lip(node.inputs[1]) is not None:
-            ctx.fail(node, "product of two input-dependent tensors has no global Lipschitz constant")
+        return None
+    x = found[0]
+    rank = len(ctx.graph.shapes.get(x, ()))
+    if node.op == "Gemm":
+        trans = node.attrs.get("transA" if x == node.inputs[0] else "transB", 0)
+        if x == node.inputs[0]:
+            return 0 if trans else 1
+        return 1 if trans else 0
+    return rank - 1 if x == node.inputs[0] else max(rank - 2, 0)
+
+
+def _dense_batch_axes(node, ctx) -> set[int]:
+    axis = contracted_axis(node, ctx)
+    return {0} if axis is None else {axis}
+
+
+@rule("Gemm", inputs={"A": DATA, "B": DATA, "C": AFFINE}, attrs=("alpha", "beta", "transA", "transB", "broadcast"),
+      kind="linear", batch_axes=_dense_batch_axes,
+      constant="spectral norm of alpha op(W) (exact, bracketed); an input-dependent C adds |beta| x its constant x sqrt(copies)")
+def gemm(node, ctx):
+    return _dense(node, ctx)
+
+
+@rule("MatMul", inputs={"A": DATA, "B": DATA}, kind="linear", batch_axes=_dense_batch_axes,
+      constant="spectral norm of the 2-D constant operand (exact, bracketed)")
+def matmul(node, ctx):
+    return _dense(node, ctx)
+
+
+def _dense(node, ctx):
+    c = node.inputs[2] if node.op == "Gemm" and len(node.inputs) > 2 else ""
+    if not (ctx.depends(node.inputs[0]) or ctx.depends(node.inputs[1])):
+        return [_bias(node, ctx, c, None)]  # only C depends on the input
+    found = dense_weight(node, ctx)
+    if found is None:
+        if ctx.depends(node.inputs[0]) and ctx.depends(node.inputs[1]):
+            ctx.fail(node, "product of two input-dependent tensors has no global Lipschitz constant",
+                     hint="use --output/--until to certify up to a value before it")
         ctx.fail(node, "only a 2-D constant weight is supported")
     x, w = found
-    if node.op == "Gemm" and node.attrs.get("transA", 0) and x == node.inputs[0]:
-        ctx.fail(node, "transA on the data input is not supported")
     folded = []
+    w = np.asarray(w, dtype=np.float64)
     for side, plan in (("after", ctx.fold_after), ("before", ctx.fold_before)):
         for bn_name, scale in plan.get(node.name, []):
             w = fold_bn_into_dense(w, scale, side=side)
             folded.append(bn_name)
-    try:
-        values = dense_bounds(w, ctx.conv_methods, seed=ctx.settings.bounds.hopm.seed)
-    except ValueError as exc:
-        ctx.fail(node, str(exc))
-    if "exact" in ctx.compositions or "exact" in ctx.conv_methods:
-        values["exact"] = values["tn"]
+    if np.all(np.isfinite(w)):
+        try:
+            values = dense_bounds(w, ctx.conv_methods, seed=ctx.settings.bounds.hopm.seed)
+        except ValueError as exc:
+            ctx.fail(node, str(exc))
+        if "exact" in ctx.compositions or "exact" in ctx.conv_methods:
+            values["exact"] = values["tn"]
+    else:
+        values = nonfinite_values(tuple(m for m in ctx.conv_methods if m in ("tn", "f4", "fro")) or ("tn",))
+        ctx.note("LIP010", node, f"layer {node.name}: the weight (or a BatchNorm folded into it) holds NaN or inf")
     factors = ctx.record_layer(
         LayerRecord(
             name=node.name, op=node.op, values=values, weight_shape=list(w.shape),
             input_shape=list(ctx.graph.shapes.get(x, ())) or None, folded=folded,
         )
     )
-    return [ctx.scale(ctx.lip(x), factors)]
+    return [_bias(node, ctx, c, ctx.scale(ctx.lip(x), factors))]
+
+
+def _bias(node, ctx, c: str, out):
+    """Add beta * C's constant (broadcast copies counted) when C depends on the input."""
+    if not ctx.depends(c):
+        return out
+    beta = abs(float(node.attrs.get("beta", 1.0)))
+    return ctx.add([out, ctx.scale(ctx.lip(c), beta * ctx.broadcast_factor(c, node.outputs[0], node))])

@@ -7,15 +7,22 @@ import math
 import numpy as np
 
 from lipaudit.bounds.linalg import spectral_norm
-from lipaudit.ops import rule
+from lipaudit.ops import CONST, DATA, rule
 from lipaudit.ops.attrs import resolve_pads
 from lipaudit.values import SAFETY
 
 
-@rule("MaxPool")
+POOL_ATTRS = ("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides")
+
+
+@rule("MaxPool", inputs={"X": DATA}, attrs=POOL_ATTRS + ("storage_order",), outputs=("Y",), kind="nonlinear",
+      constant="sqrt(largest number of windows one input lies in) = sqrt(prod_i min(k_i, ceil((d_i (k_i - 1) + 1) / s_i)))")
 def max_pool(node, ctx):
-    # |max(x_W) - max(y_W)| <= ||x - y||_W; one input lies in at most `count` windows
-    k = node.attrs["kernel_shape"]
+    # |max(x_W) - max(y_W)| <= ||x - y||_W; one input lies in at most `count` windows, whatever the
+    # padding (padded entries are -inf) or ceil_mode (extra windows start s apart like the others)
+    k = node.attrs.get("kernel_shape")
+    if not k:
+        ctx.fail(node, "kernel_shape is required")
     s = node.attrs.get("strides", [1] * len(k))
     d = node.attrs.get("dilations", [1] * len(k))
     count = 1
@@ -23,18 +30,16 @@ def max_pool(node, ctx):
         count *= min(kk, math.ceil((dd * (kk - 1) + 1) / ss))
     factor = math.sqrt(count)
     ctx.note_factor(node, factor, f"an input lies in at most {count} windows")
-    if len(node.outputs) > 1 and node.outputs[1]:
-        ctx.fail(node, "MaxPool indices output is not continuous")
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
 
 
-@rule("GlobalMaxPool")
+@rule("GlobalMaxPool", inputs={"X": DATA}, kind="nonlinear", constant="1 (a max over each channel)")
 def global_max_pool(node, ctx):
     ctx.note_factor(node, 1.0)
     return [ctx.lip(node.inputs[0])]
 
 
-@rule("GlobalAveragePool")
+@rule("GlobalAveragePool", inputs={"X": DATA}, kind="linear", constant="1/sqrt(n) for n spatial entries (exact)")
 def global_average_pool(node, ctx):
     shape = ctx.shape(node.inputs[0], node)
     n = int(np.prod(shape[2:]))
@@ -43,11 +48,17 @@ def global_average_pool(node, ctx):
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
 
 
-@rule("AveragePool")
+@rule("AveragePool", inputs={"X": DATA}, attrs=POOL_ATTRS + ("count_include_pad",), kind="linear",
+      constant="exact norm of the pooling operator (a Kronecker product of one matrix per axis)")
 def average_pool(node, ctx):
     shape = ctx.shape(node.inputs[0], node)
     out_shape = ctx.shape(node.outputs[0], node)
-    factor = average_pool_norm(node.attrs, shape[2:], out_shape[2:])
+    if not node.attrs.get("kernel_shape"):
+        ctx.fail(node, "kernel_shape is required")
+    try:
+        factor = average_pool_norm(node.attrs, shape[2:], out_shape[2:])
+    except ValueError as exc:
+        ctx.fail(node, str(exc))
     ctx.note_factor(node, factor, "exact norm of the pooling matrix")
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
 
@@ -61,6 +72,8 @@ def average_pool_norm(attrs, in_size, out_size) -> float:
     """
     k = attrs["kernel_shape"]
     d = len(k)
+    if len(in_size) != d or len(out_size) != d:
+        raise ValueError(f"kernel_shape {list(k)} does not match the input's {len(in_size)} spatial axes")
     s = attrs.get("strides", [1] * d)
     dil = attrs.get("dilations", [1] * d)
     pads = resolve_pads(attrs, in_size, k, s, dil)
@@ -84,40 +97,52 @@ def _pool_matrix(n, m, k, s, d, pb, pe, include_pad) -> np.ndarray:
     return mat
 
 
+def _reduced_axes(node, ctx, shape) -> list[int]:
+    """The axes a Reduce* op combines (attribute before opset 18, input after)."""
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        axes = [int(a) for a in np.asarray(ctx.const(node.inputs[1])).ravel()]
+    if not axes:
+        if node.attrs.get("noop_with_empty_axes", 0):
+            return []
+        return list(range(len(shape)))
+    return sorted({int(a) % len(shape) for a in axes})
+
+
 def _reduced_count(node, ctx) -> int:
     """How many entries each output of a Reduce* op combines."""
     shape = ctx.shape(node.inputs[0], node)
-    axes = node.attrs.get("axes")
-    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
-        const = ctx.const(node.inputs[1])
-        if const is None:
-            ctx.fail(node, "reduction axes depend on the input")
-        axes = [int(a) for a in const.ravel()]
-    if not axes:
-        if node.attrs.get("noop_with_empty_axes", 0):
-            return 1
-        axes = list(range(len(shape)))
     count = 1
-    for a in axes:
-        count *= shape[int(a) % len(shape)]
+    for a in _reduced_axes(node, ctx, shape):
+        count *= shape[a]
     return count
 
 
-@rule("ReduceMean")
+REDUCE = dict(inputs={"data": DATA, "axes": CONST}, attrs=("axes", "keepdims", "noop_with_empty_axes"))
+
+
+def _reduced_axes_of(node, ctx) -> set[int]:
+    shape = ctx.graph.shapes.get(node.inputs[0])
+    return set() if shape is None else set(_reduced_axes(node, ctx, shape))
+
+
+@rule("ReduceMean", **REDUCE, kind="linear", batch_axes=_reduced_axes_of,
+      constant="1/sqrt(n) for means of n entries (exact)")
 def reduce_mean(node, ctx):
     factor = 1.0 / math.sqrt(_reduced_count(node, ctx))  # each output is the mean of n disjoint entries
     ctx.note_factor(node, factor, "mean of n entries, exact")
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
 
 
-@rule("ReduceSum")
+@rule("ReduceSum", **REDUCE, kind="linear", batch_axes=_reduced_axes_of, constant="sqrt(n) for sums of n entries (exact)")
 def reduce_sum(node, ctx):
     factor = math.sqrt(_reduced_count(node, ctx))
     ctx.note_factor(node, factor, "sum of n entries, exact")
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
 
 
-@rule("ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1")
+@rule("ReduceMax", "ReduceMin", "ReduceL2", "ReduceL1", **REDUCE, kind="nonlinear", batch_axes=_reduced_axes_of,
+      constant="1 for max/min/L2 over disjoint groups; sqrt(n) for L1 of n entries")
 def reduce_max(node, ctx):
     # max/min/l2 over disjoint groups: each is 1-Lipschitz in its group (l2); ReduceL1 is sqrt(n)
     factor = math.sqrt(_reduced_count(node, ctx)) if node.op == "ReduceL1" else 1.0

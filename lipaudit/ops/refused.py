@@ -1,20 +1,25 @@
-"""Operators that have no global Lipschitz constant, or are not continuous: a clear refusal."""
+"""Operators with no global Lipschitz constant, or not continuous, or without a rule yet: a clear refusal.
+
+Their contract is empty: the engine refuses them with the reason below before
+looking at any slot or attribute.
+"""
 
 from __future__ import annotations
 
 from lipaudit.ops import rule
 
+HINT = "use --output/--until to certify up to a value before it"
 UNBOUNDED = {
     "Exp": "exp has no global Lipschitz constant on an unbounded input",
     "Log": "log has no global Lipschitz constant (unbounded slope near 0)",
     "Sqrt": "sqrt has an unbounded slope near 0",
     "Reciprocal": "1/x has no global Lipschitz constant",
     "Pow": "x^p has no global Lipschitz constant in general",
-    "InstanceNormalization": "divides by an input-dependent standard deviation (no global Lipschitz constant)",
-    "LayerNormalization": "divides by an input-dependent standard deviation (no global Lipschitz constant)",
-    "GroupNormalization": "divides by an input-dependent standard deviation (no global Lipschitz constant)",
+    "InstanceNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
+    "LayerNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
+    "GroupNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
     "LpNormalization": "normalisation by an input-dependent norm has no global Lipschitz constant",
-    "MeanVarianceNormalization": "divides by an input-dependent standard deviation",
+    "MeanVarianceNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
     "LRN": "no sound Lipschitz rule is implemented for local response normalisation (cross-channel division)",
 }
 DISCONTINUOUS = {
@@ -24,11 +29,11 @@ DISCONTINUOUS = {
 }
 
 
-@rule(*UNBOUNDED)
+@rule(*UNBOUNDED, inputs={}, kind="refused", constant="refused: no global constant (or no rule yet)")
 def unbounded(node, ctx):
-    ctx.fail(node, UNBOUNDED[node.op] + "; use --output/--until to stop before it")
+    ctx.fail(node, UNBOUNDED[node.op], hint=HINT)
 
 
-@rule(*DISCONTINUOUS)
+@rule(*DISCONTINUOUS, inputs={}, kind="refused", constant="refused: not continuous")
 def discontinuous(node, ctx):
-    ctx.fail(node, "the op is not continuous in its input, so no Lipschitz constant exists; use --output/--until to stop before it")
+    ctx.fail(node, "the op is not continuous in its input, so no Lipschitz constant exists", hint=HINT)

@@ -27,7 +27,12 @@ def render_html(report: dict[str, Any]) -> str:
         f"(sha256 <code>{e(str(report['model'].get('sha256')))}</code>), lipaudit {e(report['tool']['version'])}</p>",
         f"<h2 class='{e(report['verdict'])}'>verdict: {e(report['verdict'].upper())}</h2><ul>",
     ]
+    unavailable = report.get("network", {}).get("unavailable")
+    if unavailable:
+        parts.append(f"<li>network: {e(unavailable['message'])}</li>")
     for comp, nv in report.get("network", {}).items():
+        if comp == "unavailable":
+            continue
         ratio = f", {nv['ratio_to_exact']:.3f}x the exact composition" if "ratio_to_exact" in nv else ""
         parts.append(f"<li>network {e(comp)}: <b>{e(fmt(nv['value']))}</b> "
                      f"<span class='{e(nv['kind'])}'>({e(nv['kind'])})</span>{ratio}</li>")

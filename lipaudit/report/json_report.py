@@ -71,6 +71,13 @@ def build_report(
             "per_output": nv.per_output,
             "estimate_layers": nv.estimate_layers,
         }
+    refusals = getattr(result, "refusals", [])
+    if refusals and not result.network:
+        report["network"]["unavailable"] = {
+            "message": "no network certificate: " + refusals[0].message(),
+            "reasons": [{k: v for k, v in {"node": r.node, "op": r.op, "slot": r.slot, "reason": r.reason,
+                                           "hint": r.hint}.items() if v is not None} for r in refusals],
+        }
     if "exact" in result.network:
         exact = result.network["exact"].value
         for comp in result.network:

@@ -109,7 +109,12 @@ def render_summary(report: dict[str, Any]):
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
+    unavailable = report["network"].get("unavailable")
+    if unavailable:
+        grid.add_row("network", Text(unavailable["message"], style="yellow"))
     for comp, nv in report["network"].items():
+        if comp == "unavailable":
+            continue
         label = "network certified" if comp == "certified" else f"network {comp}"
         text = Text(fmt(nv["value"]))
         text.append(f"  ({nv['kind']})", style=KIND_STYLE[nv["kind"]])
@@ -133,7 +138,8 @@ def verdict_line(report: dict[str, Any]) -> str:
         value = f"certified={fmt(cert['value'])} ({cert['kind']})"
     elif report.get("layers"):
         worst = max(report["layers"], key=lambda l: float(l["values"]["certified"]["value"]))
-        value = (f"no network certificate (weights only); {len(report['layers'])} layers, largest certified "
+        why = "weights only" if not report.get("network", {}).get("unavailable") else "see LIP101"
+        value = (f"no network certificate ({why}); {len(report['layers'])} layers, largest certified "
                  f"layer norm {fmt(worst['values']['certified']['value'])} at {worst['name']}")
     else:
         value = "certified=-"

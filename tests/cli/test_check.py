@@ -93,12 +93,21 @@ def test_bad_input_json_report_says_error(tmp_path):
         assert report["findings"][0]["code"] == "LIP100"
 
 
-def test_unsupported_op_is_exit_2_naming_the_node():
+def test_unsupported_op_gives_layers_and_says_why_there_is_no_certificate():
     from tests.conftest import shared_model
 
-    res = lipaudit("check", shared_model("version-slim-320.onnx"))
-    assert res.returncode == 2
-    assert "Exp" in res.stderr and "'387'" in res.stderr and "Traceback" not in res.stderr
+    path = shared_model("version-slim-320.onnx")
+    res = lipaudit("check", path, "--format", "json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    validate(report)
+    assert len(report["layers"]) == 42 and "certified" not in report["network"]
+    reason = report["network"]["unavailable"]["reasons"][0]
+    assert reason["op"] == "Exp" and reason["node"] == "387"
+    assert [f["code"] for f in report["findings"]] == ["LIP101"]
+    # a gate that needs the network cannot be decided: exit 2, never a pass
+    res = lipaudit("check", path, "--max-lipschitz", "10")
+    assert res.returncode == 2 and "Exp" in res.stderr and "'387'" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_usage_errors_exit_2():
