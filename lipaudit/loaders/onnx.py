@@ -52,8 +52,8 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
 
     _check_opset(model, path)
     model = _inline_functions(model, path)
-    _normalise_dims(model)
-    skeleton = _skeleton(model)
+    skeleton = _skeleton(model)  # a copy: the caller's ModelProto is never modified
+    _normalise_dims(skeleton)
     try:
         onnx.checker.check_model(skeleton)
     except Exception as exc:  # onnx raises ValidationError and friends
@@ -65,6 +65,7 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     net_inputs = [i for i in skeleton.graph.input if i.name not in initializers]
     if not net_inputs:
         raise ModelLoadError(f"{path}: the model has no input that is not a constant")
+    _forget_declared_shapes(skeleton)
     at_batch_2 = onnx.ModelProto()
     at_batch_2.CopyFrom(skeleton)
     dynamic = _fix_input_shapes(skeleton, net_inputs, input_shape)
@@ -77,6 +78,18 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
         graph.batch_shapes = _shapes_at_batch(model, at_batch_2, dynamic, 2)
         graph.source["dynamic_batch"] = True
     return graph
+
+
+def _forget_declared_shapes(skeleton) -> None:
+    """Shapes come from inference only, never from the file's value_info or output declarations.
+
+    Rules read shapes (broadcast copies, pooling and resize matrices): a wrong
+    declared shape would change a constant. Only the inputs' shapes are given.
+    """
+    del skeleton.graph.value_info[:]
+    for out in skeleton.graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
 
 
 def _check_opset(model, path: str) -> None:
@@ -145,10 +158,14 @@ def _skeleton(model):
     """
     from onnx import helper
 
+    import onnx
+
     g = model.graph
     big = [t for t in g.initializer if _numel(t) > _SMALL]
     if not big:
-        return model
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
     big_names = {t.name for t in big}
     declared = {i.name for i in g.input}
     extra = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in big if t.name not in declared]
