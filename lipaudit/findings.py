@@ -53,6 +53,9 @@ CODES: dict[str, Code] = {
              "The model declares a dynamic batch (symbolic, -1 or 0). lipaudit certifies the map of one sample and "
              "checks that no op combines samples (the batch stays on axis 0 of every value and no op acts along it), "
              "so the constant holds for every batch size. Give --input-shape to certify a fixed batch instead."),
+        Code("LIP020", "certified-accuracy-below", "error", "Certified accuracy at an eps is below --min-certified-accuracy.",
+             "lipaudit certify: the fraction of samples that are classified correctly and whose certified l2 radius "
+             "margin / (sqrt(2) L) exceeds eps is below the threshold given as ACC@EPS."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
         Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",
@@ -71,6 +74,9 @@ CODES: dict[str, Code] = {
         Code("LIP106", "gate-needs-graph", "error", "A gate needs a network certificate, which this audit cannot give.",
              "--max-lipschitz and --baseline compare network certificates; a state dict has no graph, and a graph "
              "with an op lipaudit cannot certify (LIP101) has no certificate. The run exits 2: undecided."),
+        Code("LIP120", "data-unusable", "error", "The data given to certify cannot be used.",
+             "lipaudit certify needs an .npz with arrays x (inputs as the model takes them) and y (integer labels "
+             "in range of the logits), the same number of samples, and finite values."),
     ]
 }
 

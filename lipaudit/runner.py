@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lipaudit.errors import InputShapeError, LipauditError, ModelLoadError, UnsupportedOpError, UsageError
+from lipaudit.errors import BaselineError, LipauditError, UsageError
 from lipaudit.findings import Finding
 
 EXIT = {"pass": 0, "fail": 1, "error": 2}
@@ -38,12 +38,16 @@ class CheckOptions:
     strides: dict[str, tuple[int, ...]] = field(default_factory=dict)
     timed: bool = True
     layer_jobs: int = 0  # threads over layers (0: one per core)
+    input_range: Any = None  # (lo, hi): a stated input domain; refused until the engine supports domains
 
 
 def audit_settings(opts: CheckOptions):
     from lipaudit.bounds import BoundSettings, HopmSettings, PowerSettings
     from lipaudit.engine import AuditSettings
 
+    if opts.input_range is not None:
+        raise UsageError("input_range: certificates on a stated input domain are not supported by this version of "
+                         "the engine yet; omit it for a global certificate")
     hopm = HopmSettings(seed=opts.seed)
     power = PowerSettings(seed=opts.seed, device=opts.device)
     if opts.iters is not None:
@@ -78,75 +82,113 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
 
 def run_check(path: str, opts: CheckOptions, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Audit one model file; always returns a report (verdict pass, fail or error)."""
-    from lipaudit.loaders import sha256
-
-    t_start = time.perf_counter()
-    model: dict[str, Any] = {"path": path, "sha256": None, "format": None, "input_shape": None}
-    settings_dict: dict[str, Any] = {"method": opts.method, "seed": opts.seed, "compare": list(opts.compare)}
-    timings: dict[str, float] = {}
+    state = _RunState(path)
     try:
-        if opts.device == "cuda":
-            from lipaudit.bounds.power import resolve_device
-
-            try:
-                resolve_device("cuda")
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
-        settings = audit_settings(opts)
-        settings_dict = settings_json(opts, settings)
-        baseline = _read_baseline(opts.baseline) if opts.baseline else None
-        t0 = time.perf_counter()
-        loaded = _load(path, opts)
-        timings["load_s"] = time.perf_counter() - t0
-        model.update(sha256=sha256(path), format=loaded.format, opset=loaded.meta.get("opset"),
-                     producer=loaded.meta.get("producer"), has_graph=loaded.graph is not None)
-        t0 = time.perf_counter()
-        if loaded.graph is not None:
-            from lipaudit.engine import audit
-
-            graph = loaded.graph
-            model["inputs"] = list(graph.inputs)
-            model["input_shape"] = list(graph.shapes.get(graph.inputs[0], ())) or None
-            result = audit(graph, settings, progress)
-        else:
-            from lipaudit.loaders.state_dict import audit_weights
-
-            result = audit_weights(loaded.weights, settings, progress)
-            model["input_shape"] = None
-        audit_wall = time.perf_counter() - t0
-        timings["bounds_s"] = result.timings.get("bounds_s", audit_wall)
-        timings["certificate_s"] = result.timings.get("certificate_s", max(audit_wall - timings["bounds_s"], 0.0))
-        model["outputs"] = list(result.outputs)
-        findings = _findings(result, opts, baseline, loaded.graph is not None)
-        from lipaudit.policy import verdict as decide
-
-        verdict = decide(findings)
-        if any(f.code == "LIP106" for f in findings):
-            verdict = "error"
-        t0 = time.perf_counter()
-        from lipaudit.report.json_report import build_report
-
-        report = build_report(result, model=model, settings=settings_dict, findings=findings, verdict=verdict,
-                              elapsed_s=0.0, timings=timings, timed=opts.timed)
-        timings["report_s"] = time.perf_counter() - t0
+        report = _audit_report(path, opts, progress, state)
     except LipauditError as exc:
-        report = _error_report(model, settings_dict, exc, opts)
+        report = _error_report(state.model, state.settings, exc, opts)
     except MemoryError:
-        report = _error_report(model, settings_dict, LipauditError("out of memory"), opts, code="LIP104")
+        report = _error_report(state.model, state.settings, LipauditError("out of memory"), opts, code="LIP104")
     except Exception as exc:  # never a traceback, never a pass
-        report = _error_report(model, settings_dict, LipauditError(f"internal error: {type(exc).__name__}: {exc}"), opts, code="LIP104")
-    elapsed = time.perf_counter() - t_start
-    report["elapsed_s"] = round(elapsed, 4) if opts.timed else 0.0
+        report = _error_report(state.model, state.settings, LipauditError(f"internal error: {type(exc).__name__}: {exc}"), opts, code="LIP104")
+    return _finish(report, state, opts)
+
+
+def audit_report(source: Any, opts: CheckOptions, progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
+    """:func:`run_check` for a path or an in-memory model (``onnx.ModelProto``, ``torch.nn.Module``),
+    raising :class:`LipauditError` instead of returning an error report. The API's entry point."""
+    state = _RunState(source if isinstance(source, (str, os.PathLike)) else None)
+    return _finish(_audit_report(source, opts, progress, state), state, opts)
+
+
+class _RunState:
+    """What is known so far, so that an error report still names the model and settings."""
+
+    def __init__(self, path):
+        self.t_start = time.perf_counter()
+        self.model: dict[str, Any] = {"path": str(path) if path is not None else "<in memory>", "sha256": None,
+                                      "format": None, "input_shape": None}
+        self.settings: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+
+
+def _finish(report: dict[str, Any], state: _RunState, opts: CheckOptions) -> dict[str, Any]:
+    report["elapsed_s"] = round(time.perf_counter() - state.t_start, 4) if opts.timed else 0.0
     if "timings" in report:
-        report["timings"] = {k: (round(v, 4) if opts.timed else 0.0) for k, v in timings.items()}
+        report["timings"] = {k: (round(v, 4) if opts.timed else 0.0) for k, v in state.timings.items()}
     return report
 
 
-def _load(path: str, opts: CheckOptions):
-    from lipaudit.loaders import LoadOptions, load_model
+def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -> dict[str, Any]:
+    from lipaudit.loaders import sha256
 
-    return load_model(path, LoadOptions(input_shape=opts.input_shape, trust_pickle=opts.trust_pickle, arch=opts.arch,
-                                        strides=opts.strides))
+    model, timings = state.model, state.timings
+    state.settings = {"method": opts.method, "seed": opts.seed, "compare": list(opts.compare)}
+    if opts.device == "cuda":
+        from lipaudit.bounds.power import resolve_device
+
+        try:
+            resolve_device("cuda")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    settings = audit_settings(opts)
+    state.settings = settings_dict = settings_json(opts, settings)
+    baseline = _read_baseline(opts.baseline) if opts.baseline else None
+    t0 = time.perf_counter()
+    if isinstance(source, (str, os.PathLike)):
+        loaded = _load(str(source), opts)
+        digest = sha256(str(source))
+    else:
+        from lipaudit.loaders.memory import describe, load_in_memory
+
+        model["path"] = describe(source)
+        loaded, digest = load_in_memory(source, _load_options(opts))
+    timings["load_s"] = time.perf_counter() - t0
+    model.update(sha256=digest, format=loaded.format, opset=loaded.meta.get("opset"),
+                 producer=loaded.meta.get("producer"), has_graph=loaded.graph is not None)
+    t0 = time.perf_counter()
+    if loaded.graph is not None:
+        from lipaudit.engine import audit
+
+        graph = loaded.graph
+        model["inputs"] = list(graph.inputs)
+        model["input_shape"] = list(graph.shapes.get(graph.inputs[0], ())) or None
+        result = audit(graph, settings, progress)
+    else:
+        from lipaudit.loaders.state_dict import audit_weights
+
+        result = audit_weights(loaded.weights, settings, progress)
+        model["input_shape"] = None
+    audit_wall = time.perf_counter() - t0
+    timings["bounds_s"] = result.timings.get("bounds_s", audit_wall)
+    timings["certificate_s"] = result.timings.get("certificate_s", max(audit_wall - timings["bounds_s"], 0.0))
+    model["outputs"] = list(result.outputs)
+    findings = _findings(result, opts, baseline, loaded.graph is not None)
+    from lipaudit.policy import verdict as decide
+
+    verdict = decide(findings)
+    if any(f.code == "LIP106" for f in findings):
+        verdict = "error"
+    t0 = time.perf_counter()
+    from lipaudit.report.json_report import build_report
+
+    report = build_report(result, model=model, settings=settings_dict, findings=findings, verdict=verdict,
+                          elapsed_s=0.0, timings=timings, timed=opts.timed)
+    timings["report_s"] = time.perf_counter() - t0
+    return report
+
+
+def _load_options(opts: CheckOptions):
+    from lipaudit.loaders import LoadOptions
+
+    return LoadOptions(input_shape=opts.input_shape, trust_pickle=opts.trust_pickle, arch=opts.arch,
+                       strides=opts.strides)
+
+
+def _load(path: str, opts: CheckOptions):
+    from lipaudit.loaders import load_model
+
+    return load_model(path, _load_options(opts))
 
 
 def _findings(result, opts: CheckOptions, baseline, has_graph: bool) -> list[Finding]:
@@ -177,24 +219,11 @@ def _read_baseline(path: str) -> dict[str, Any]:
         raise BaselineError(f"--baseline {path}: not a lipaudit JSON report with a network certificate ({type(exc).__name__}: {exc})") from None
 
 
-class BaselineError(LipauditError):
-    pass
-
-
-_CODE_OF = [
-    (BaselineError, "LIP105"),
-    (ModelLoadError, "LIP100"),
-    (UnsupportedOpError, "LIP101"),
-    (InputShapeError, "LIP102"),
-    (UsageError, "LIP103"),
-]
-
-
 def _error_report(model, settings_dict, exc: LipauditError, opts: CheckOptions, code: str | None = None) -> dict[str, Any]:
     from lipaudit.report.json_report import build_report
 
     if code is None:
-        code = next((c for cls, c in _CODE_OF if isinstance(exc, cls)), "LIP104")
+        code = exc.code
     node = getattr(exc, "node", None)
     finding = Finding(code, str(exc), node=node)
     if model.get("sha256") is None and os.path.isfile(model["path"]):
