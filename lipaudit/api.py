@@ -52,7 +52,8 @@ def audit(
         compare: extra per-layer methods: ``exact``, ``f4``, ``fro``, ``fft``, ``symbol``.
         outputs: certify the map to these values only (default: every graph output).
         until: certify the map to this node's outputs.
-        input_range: a stated input domain ``(lo, hi)``; not supported by this version (raises UsageError).
+        input_range: a stated input domain ``(lo, hi)``: products of input-dependent tensors are certified on it,
+            and the network number then holds on that box only (``network.certified.valid_on``).
         seed: seed of the random starts; same seed and ``jobs``, same numbers.
         jobs: threads over layers (0: one per CPU core).
         progress: ``progress(done, total, layer_name)`` called as layers finish, or True for a bar on stderr.

@@ -31,6 +31,7 @@ Examples:
   lipaudit check model.onnx --compare exact --json report.json
   lipaudit check new.onnx --baseline old.json --max-increase 5%
   lipaudit check detector.onnx --output raw_scores --output raw_boxes
+  lipaudit check mobilenet.onnx --input-range -3,3
   lipaudit check runs/*.onnx --jobs 2 -q
 """
 
@@ -107,6 +108,7 @@ def check(
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,224,224 (or NAME:1,3,224,224)."),
     output: Optional[List[str]] = typer.Option(None, "--output", "-o", help="Certify the map to this value only (repeatable)."),
     until: Optional[str] = typer.Option(None, "--until", help="Certify the map to this node's output."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="Certify on this input domain only: LO,HI (e.g. -3,3), one LO,HI pair per channel separated by ';', or 'imagenet' (pixels in [0,1], normalised). Products of input-dependent tensors (gates, attention) are then certified, and the network number holds on the domain only."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random starts (default 0); same seed, same numbers."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Iteration cap of HOPM and power iteration."),
     tol: Optional[float] = typer.Option(None, "--tol", help="Relative convergence tolerance of the iterative methods."),
@@ -165,6 +167,7 @@ def _check(**kw) -> int:
             input_shape=_parse_shape(str(shape)) if shape else None,
             outputs=tuple(outputs),
             until=pick("until", "until"),
+            input_range=pick("input_range", "input-range"),
             seed=int(pick("seed", "seed", 0)),
             iters=pick("iters", "iters"),
             tol=pick("tol", "tol"),
@@ -180,7 +183,10 @@ def _check(**kw) -> int:
         )
         from lipaudit.engine import AuditSettings
 
+        from lipaudit.runner import input_domain
+
         AuditSettings(method=opts.method, compare=opts.compare)  # validate early: a usage error, exit 2
+        input_domain(opts.input_range)
         if opts.iters is not None and opts.iters < 1:
             raise UsageError("--iters must be >= 1")
         if opts.tol is not None and not (0 <= opts.tol < 1):

@@ -8,7 +8,7 @@ from typing import Any
 from lipaudit.errors import UsageError
 
 KEYS = {
-    "method", "compare", "input-shape", "output", "until", "seed", "iters", "tol", "device",
+    "method", "compare", "input-shape", "input-range", "output", "until", "seed", "iters", "tol", "device",
     "max-lipschitz", "max-layer-norm", "baseline", "max-increase", "format", "jobs", "trust-pickle", "stride",
 }
 

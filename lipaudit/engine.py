@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,9 @@ class AuditSettings:
         until: certify the map to this node's outputs.
         bounds: solver settings.
         jobs: threads computing independent layers at once (0: one per CPU core).
+        input_range: an :class:`~lipaudit.domain.InputDomain` (``--input-range``): values get interval
+            bounds on it, and products of input-dependent tensors are certified on it (the network
+            number then holds on that domain only). ``None``: global constants only.
     """
 
     method: str = "tn"
@@ -53,6 +56,7 @@ class AuditSettings:
     until: str | None = None
     bounds: BoundSettings = field(default_factory=BoundSettings)
     jobs: int = 0
+    input_range: Any = None
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -87,6 +91,7 @@ class NetworkValue:
     kind: Kind
     per_output: dict[str, float]
     estimate_layers: list[str]  # layers whose factor is only an estimate
+    valid_on: Any = None  # the input domain it holds on (InputDomain.to_json()), None: every input
 
 
 @dataclass
@@ -109,6 +114,8 @@ class AuditResult:
     refusals: list[Refusal] = field(default_factory=list)
     node_notes: list[tuple[str, str, str]] = field(default_factory=list)  # (code, node, message) for findings
     dynamic_batch: bool = False
+    domain: Any = None  # the InputDomain given (--input-range), or None
+    domain_uses: list[dict] = field(default_factory=list)  # factors that hold on the domain only
 
 
 # ops that may hold an infinite constant (masks, open clamps) and still be finite functions of the input
@@ -132,6 +139,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     outputs = _select_outputs(graph, settings)
     needed = _needed_nodes(graph, outputs)
     ctx = RuleContext(graph, settings.compositions, settings.conv_methods, settings)
+    intervals = _start_boxes(graph, ctx, settings.input_range)
     plan_bn_folds(graph, ctx, observed=set(outputs))
     for name in graph.inputs:
         ctx.lips[name] = {c: 1.0 for c in ctx.compositions}
@@ -152,7 +160,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
                 ctx.lips[o] = None  # a function of constants only
             continue
         t_rule = time.perf_counter()
-        results, refusal = _apply(node, rules, ctx, dynamic_batch)
+        results, refusal, contract_ok = _apply(node, rules, ctx, dynamic_batch)
         if node.op in MEASURED_OPS:
             in_walk_bounds += time.perf_counter() - t_rule
         if refusal is not None:
@@ -161,6 +169,8 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         for o, lip in zip(node.outputs, results):
             if o:
                 ctx.lips[o] = lip
+        if intervals is not None:
+            node_boxes(node, ctx, intervals, contract_ok)
         if node.op in MEASURED_OPS and not (node.op in ("Conv", "ConvTranspose") and node.name in precomputed_names):
             done += 1
             if progress is not None:
@@ -175,31 +185,34 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
             per_output = {o: (v or {}).get(c, 0.0) for o, v in zip(outputs, final)}
             value = finite_or_inf(math.sqrt(sum(v * v for v in per_output.values())))
             estimates = ctx.unsound.get(c, [])
-            network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates)
+            network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates,
+                                      valid_on=ctx.domain.to_json() if ctx.domain_uses else None)
     layer_shares(ctx.layers, ctx.compositions[0])
     return AuditResult(
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
         settings=settings, elapsed_s=time.perf_counter() - t0, timings=timings,
         refusals=roots if refused else [], node_notes=list(ctx.notes), dynamic_batch=dynamic_batch,
+        domain=ctx.domain, domain_uses=list(ctx.domain_uses),
     )
 
 
 def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
     """Check the node against its rule's contract, run the rule, and make its outputs sound.
 
-    Returns ``(results, refusal)``; exactly one of them is meaningful.
+    Returns ``(results, refusal, contract_ok)``; exactly one of the first two is meaningful;
+    ``contract_ok`` says whether the node passed its rule's contract (so its attributes and slots are understood).
     """
     rule = rules.get(node.op) if node.domain in DEFAULT_DOMAINS else None
     if rule is None:
-        return None, unknown_op(node)
+        return None, unknown_op(node), False
     if rule.kind != "refused":
         refusal = check_node(rule, node, ctx, dynamic_batch) or (_batch_refusal(node, ctx) if dynamic_batch else None)
         if refusal is not None:
-            return None, refusal
+            return None, refusal, False
     try:
         results = list(rule.fn(node, ctx))
     except UnsupportedOpError as exc:
-        return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint)
+        return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint), rule.kind != "refused"
     results += [None] * (len(node.outputs) - len(results))
     for index, value in enumerate(node.outputs):
         if value in (marks := undeclared_outputs(rule, node, ctx)):
@@ -207,7 +220,52 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
     if _nonfinite_constant(node, ctx):
         ctx.note("LIP010", node, f"node {node.name} ({node.op}) uses a constant that holds NaN or inf")
         results = [({c: math.inf for c in ctx.compositions} if isinstance(r, dict) else r) for r in results]
-    return results, None
+    return results, None, True
+
+
+def _start_boxes(graph: Graph, ctx: RuleContext, domain):
+    """With a domain: the inputs' boxes, and the interval rules; None without one."""
+    if domain is None:
+        return None
+    from lipaudit.ops.box import INTERVALS, Box
+
+    ctx.domain = domain
+    for name in graph.inputs:
+        shape = graph.shapes.get(name)
+        if shape is None:
+            raise UsageError(f"--input-range: the shape of input {name!r} is unknown; give --input-shape")
+        ctx.boxes[name] = Box(*domain.bounds_for(tuple(shape)))
+    return INTERVALS
+
+
+def node_boxes(node, ctx: RuleContext, intervals, contract_ok: bool) -> None:
+    """The node's outputs' boxes on the domain; a ``NoBox`` naming the node where none can be given."""
+    from lipaudit.ops.box import Box, NoBox, NoInterval
+
+    fn = intervals.get(node.op) if node.domain in DEFAULT_DOMAINS else None
+    outs = node.outputs
+    if fn is None or not contract_ok:
+        why = "no interval rule for this op" if fn is None else "the node breaks its rule's contract"
+        boxes = [NoBox(node.name, node.op, why)] * len(outs)
+    else:
+        try:
+            boxes = list(fn(node, ctx)) + [None] * len(outs)
+        except NoInterval as exc:
+            boxes = [exc.upstream or NoBox(node.name, node.op, exc.reason)] * len(outs)
+        except Exception as exc:  # a rule that cannot bound this instance: no bounds, never a guess
+            boxes = [NoBox(node.name, node.op, f"interval rule failed ({type(exc).__name__}: {str(exc)[:100]})")] * len(outs)
+    for o, b in zip(outs, boxes):
+        if not o:
+            continue
+        if isinstance(b, Box):
+            shape = ctx.graph.shapes.get(o)
+            try:
+                ok = shape is not None and np.broadcast_shapes(np.shape(b.lo), np.shape(b.hi), tuple(shape)) == tuple(shape)
+            except ValueError:
+                ok = False
+            if not ok:
+                b = NoBox(node.name, node.op, "internal: the bounds do not match the value's shape")
+        ctx.boxes[o] = b if b is not None else NoBox(node.name, node.op, "this output has no interval bounds")
 
 
 def _nonfinite_constant(node, ctx: RuleContext) -> bool:

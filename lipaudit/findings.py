@@ -56,6 +56,17 @@ CODES: dict[str, Code] = {
         Code("LIP020", "certified-accuracy-below", "error", "Certified accuracy at an eps is below --min-certified-accuracy.",
              "lipaudit certify: the fraction of samples that are classified correctly and whose certified l2 radius "
              "margin / (sqrt(2) L) exceeds eps is below the threshold given as ACC@EPS."),
+        Code("LIP012", "domain-certificate", "info", "The network bound holds on the --input-range domain only.",
+             "Some factors (products of input-dependent tensors such as squeeze-excite gates or attention, "
+             "divisions by input-dependent values, exp/log/sqrt/powers) have no global Lipschitz constant; they were "
+             "certified from interval bounds of their operands on the box given by --input-range. The network number "
+             "is a guaranteed bound for inputs inside that box only (the report's valid_on), not a global constant."),
+        Code("LIP013", "partial-report", "info", "No network certificate; every layer's values are reported.",
+             "An op on the way to the outputs has no sound rule for how it is used (see LIP101), so the network "
+             "number is unavailable; the per-layer values are complete. The finding says what would make the "
+             "network certifiable: --input-range for products of input-dependent tensors and unbounded slopes, or "
+             "--until/--output to certify the network up to a value before the refused node (lipaudit nodes MODEL "
+             "lists node names and values). The run exits 0 unless a gate that needs the network was asked for."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
         Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",

@@ -51,6 +51,10 @@ def certificate_findings(result: AuditResult, gates: Gates) -> list[Finding]:
     if getattr(result, "refusals", []) and (gates.max_lipschitz is not None or gates.baseline is not None):
         out.append(Finding("LIP106", "--max-lipschitz/--baseline need a network certificate, which is unavailable: "
                                      + result.refusals[0].message()))
+    if getattr(result, "refusals", []) and getattr(result, "layers", None):
+        out.append(Finding("LIP013", f"no network certificate, but every layer's values were computed "
+                                     f"({len(result.layers)} layers); to certify: "
+                                     + _remedy(result)))
     seen = set()
     for code, node, message in getattr(result, "node_notes", []):
         if (code, node) not in seen:
@@ -60,10 +64,28 @@ def certificate_findings(result: AuditResult, gates: Gates) -> list[Finding]:
     if cert is not None and not math.isfinite(cert.value):
         out.append(Finding("LIP010", "the certified network bound is infinite (a non-finite weight or bound on the way)",
                            value=math.inf))
+    uses = getattr(result, "domain_uses", [])
+    if uses and result.network:
+        names = [u["name"] for u in uses]
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        out.append(Finding("LIP012", f"the network bound holds on the input domain {result.domain.describe()} only "
+                                     f"(valid_on), not globally: {len(names)} factor(s) certified on it ({shown})"))
     if getattr(result, "dynamic_batch", False):
         out.append(Finding("LIP011", "dynamic batch: certified per sample (no op combines samples, so the constant "
                                      "holds for every batch size)"))
     return out
+
+
+def _remedy(result) -> str:
+    """What would make the network certifiable, from the refusals' hints."""
+    hints = " ".join(r.hint or "" for r in result.refusals)
+    options = []
+    if "--input-range" in hints and getattr(result, "domain", None) is None:
+        options.append("give --input-range LO,HI (products and unbounded slopes are then certified on that domain)")
+    options.append("or certify a part of the network with --until NODE / --output VALUE (lipaudit nodes MODEL lists "
+                   "them)" if options else "certify a part of the network with --until NODE / --output VALUE "
+                   "(lipaudit nodes MODEL lists them)")
+    return " ".join(options)
 
 
 def _regressions(result: AuditResult, baseline: dict[str, Any], max_increase: float) -> list[Finding]:

@@ -38,16 +38,13 @@ class CheckOptions:
     strides: dict[str, tuple[int, ...]] = field(default_factory=dict)
     timed: bool = True
     layer_jobs: int = 0  # threads over layers (0: one per core)
-    input_range: Any = None  # (lo, hi): a stated input domain; refused until the engine supports domains
+    input_range: Any = None  # "LO,HI", "lo,hi;lo,hi;...", "imagenet", or a lipaudit.domain.InputDomain
 
 
 def audit_settings(opts: CheckOptions):
     from lipaudit.bounds import BoundSettings, HopmSettings, PowerSettings
     from lipaudit.engine import AuditSettings
 
-    if opts.input_range is not None:
-        raise UsageError("input_range: certificates on a stated input domain are not supported by this version of "
-                         "the engine yet; omit it for a global certificate")
     hopm = HopmSettings(seed=opts.seed)
     power = PowerSettings(seed=opts.seed, device=opts.device)
     if opts.iters is not None:
@@ -58,8 +55,19 @@ def audit_settings(opts: CheckOptions):
         power = PowerSettings(seed=opts.seed, device=opts.device, tol=opts.tol)
     return AuditSettings(
         method=opts.method, compare=tuple(opts.compare), outputs=tuple(opts.outputs), until=opts.until,
-        bounds=BoundSettings(hopm=hopm, power=power), jobs=opts.layer_jobs,
+        bounds=BoundSettings(hopm=hopm, power=power), jobs=opts.layer_jobs, input_range=input_domain(opts.input_range),
     )
+
+
+def input_domain(value):
+    """``--input-range`` as an :class:`~lipaudit.domain.InputDomain` (None stays None)."""
+    from lipaudit.domain import InputDomain, parse_input_range
+
+    if value is None or isinstance(value, InputDomain):
+        return value
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return InputDomain((float(value[0]),), (float(value[1]),), f"{value[0]},{value[1]}")
+    return parse_input_range(str(value))
 
 
 def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
@@ -70,6 +78,7 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
         "seed": opts.seed,
         "outputs": list(opts.outputs),
         "until": opts.until,
+        "input_range": settings.input_range.to_json() if settings.input_range is not None else None,
         "device": opts.device,
         "hopm": {"restarts": h.restarts, "fourier_starts": h.fourier_starts, "max_iters": h.max_iters, "tol": h.tol,
                  "schedule": [list(x) for x in h.schedule]},

@@ -44,7 +44,7 @@ class Slot(str, enum.Enum):
 
 
 DATA, AFFINE, CONST = Slot.DATA, Slot.AFFINE, Slot.CONST
-KINDS = ("linear", "diagonal", "nonlinear", "refused")
+KINDS = ("linear", "diagonal", "nonlinear", "domain", "refused")  # domain: certified on --input-range only
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ def rule(
 def load_rules() -> dict[str, Rule]:
     """Import every rule module (they register themselves) and return the registry."""
     from lipaudit.ops import (  # noqa: F401
-        activations, arithmetic, conv, dense, normalization, pooling, refused, resize, structural,
+        activations, arithmetic, conv, dense, domain_elementwise, intervals, normalization, pooling, refused, resize,
+        structural,
     )
 
     return RULES

@@ -55,8 +55,9 @@ def mul(node, ctx):
     if ctx.depends(a) and ctx.depends(b):
         pattern = _gate_pattern(ctx, a, b) or _gate_pattern(ctx, b, a)
         if pattern is None:
-            ctx.fail(node, "product of two input-dependent tensors has no global Lipschitz constant",
-                     hint="use --output/--until to certify up to a value before it")
+            from lipaudit.ops.products import product
+
+            return [product(node, ctx, a, b)]  # on --input-range only (refused without it)
         x, factor, name = pattern
         ctx.note_factor(node, factor, name)
         return [ctx.scale(ctx.lip(x), factor * ctx.broadcast_factor(x, out, node))]
@@ -66,10 +67,15 @@ def mul(node, ctx):
     return [ctx.scale(ctx.lip(x), factor * ctx.broadcast_factor(x, out, node))]
 
 
-@rule("Div", inputs={"A": DATA, "B": CONST}, attrs=LEGACY_BROADCAST, kind="linear",
-      constant="max|1/c| x sqrt(copies) for a constant divisor c without zeros")
+@rule("Div", inputs={"A": DATA, "B": DATA}, attrs=LEGACY_BROADCAST, kind="linear",
+      constant="max|1/c| x sqrt(copies) for a constant divisor c without zeros; an input-dependent divisor bounded "
+               "away from 0 on --input-range: sup|1/b| L_a + sup|a|/min|b|^2 L_b (refused without a domain)")
 def div(node, ctx):
     a, b = node.inputs[:2]
+    if ctx.depends(b):
+        from lipaudit.ops.products import quotient
+
+        return [quotient(node, ctx, a, b)]
     c = np.asarray(ctx.const(b), dtype=np.float64)
     if c.size and np.any(c == 0):
         ctx.fail(node, "division by a constant that contains zero")

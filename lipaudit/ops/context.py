@@ -93,6 +93,9 @@ class RuleContext:
     factors: list[dict[str, Any]] = field(default_factory=list)  # non-layer factors, for the report
     precomputed: dict[str, dict] = field(default_factory=dict)  # conv node -> values computed in parallel
     notes: list[tuple[str, str, str]] = field(default_factory=list)  # (code, node, message) for findings
+    domain: Any = None  # lipaudit.domain.InputDomain: --input-range, or None (global certificates only)
+    boxes: dict[str, Any] = field(default_factory=dict)  # value -> Box | NoBox on the domain (see ops/box.py)
+    domain_uses: list[dict[str, Any]] = field(default_factory=list)  # factors that hold on the domain only
     _producers: dict[str, Node] | None = None
 
     # -- lookups -------------------------------------------------------------
@@ -125,6 +128,55 @@ class RuleContext:
 
     def opset(self) -> int:
         return int(self.graph.source.get("opset") or 13)
+
+    # -- bounds on the input domain (see lipaudit/ops/box.py) ------------------
+    def box(self, name: str):
+        """The value's :class:`~lipaudit.ops.box.Box` on the domain, or a ``NoBox`` saying why there is none."""
+        from lipaudit.ops.box import Box, NoBox
+
+        c = self.const(name)
+        if c is not None:
+            c = np.asarray(c)
+            if np.issubdtype(c.dtype, np.number) or c.dtype == bool:
+                return Box.point(c.astype(np.float64))
+            return NoBox(name, "constant", "not a numeric constant")
+        found = self.boxes.get(name)
+        if found is None:
+            return NoBox(name, "?", "no bounds were computed for this value" if self.domain is not None
+                         else "no --input-range was given")
+        return found
+
+    def known_box(self, node: Node, name: str):
+        """For interval rules: the input's box, or stop the rule (its outputs get no box, naming the cause)."""
+        from lipaudit.ops.box import NoBox, NoInterval
+
+        if self.domain is None:
+            raise NoInterval("no --input-range was given")
+        b = self.box(name)
+        if isinstance(b, NoBox):
+            raise NoInterval(f"input {name!r} has no bounds", upstream=b)
+        return b
+
+    def domain_box(self, node: Node, name: str, what: str):
+        """For Lipschitz rules that hold on the domain only: the box of ``name``, or refuse the node saying why."""
+        from lipaudit.ops.box import NoBox
+
+        if self.domain is None:
+            self.fail(node, f"{what} has no global Lipschitz constant",
+                      hint="give --input-range LO,HI to certify it on an input domain, or use --output/--until to "
+                           "certify up to a value before it")
+        b = self.box(name)
+        if isinstance(b, NoBox):
+            self.fail(node, f"{what} is certified on the input domain from bounds on {name!r}, which are unavailable "
+                            f"(lost at {b.message()})", hint="use --output/--until to certify up to a value before it")
+        return b
+
+    def used_domain(self, node: Node, rule: str, factor: float | None = None) -> None:
+        """Record that a factor holds on the input domain only (the network certificate then does too)."""
+        entry: dict[str, Any] = {"name": node.name, "op": node.op, "rule": rule}
+        if factor is not None:
+            entry["factor"] = finite_or_inf(float(factor))
+        self.domain_uses.append(entry)
 
     # -- building results ----------------------------------------------------
     def fail(self, node: Node, reason: str, hint: str | None = None):

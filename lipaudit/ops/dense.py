@@ -77,6 +77,10 @@ def _dense(node, ctx):
     found = dense_weight(node, ctx)
     if found is None:
         if ctx.depends(node.inputs[0]) and ctx.depends(node.inputs[1]):
+            if node.op == "MatMul":
+                from lipaudit.ops.products import bilinear
+
+                return [bilinear(node, ctx, node.inputs[0], node.inputs[1])]  # on --input-range only
             ctx.fail(node, "product of two input-dependent tensors has no global Lipschitz constant",
                      hint="use --output/--until to certify up to a value before it")
         ctx.fail(node, "only a 2-D constant weight is supported")

@@ -10,11 +10,6 @@ from lipaudit.ops import rule
 
 HINT = "use --output/--until to certify up to a value before it"
 UNBOUNDED = {
-    "Exp": "exp has no global Lipschitz constant on an unbounded input",
-    "Log": "log has no global Lipschitz constant (unbounded slope near 0)",
-    "Sqrt": "sqrt has an unbounded slope near 0",
-    "Reciprocal": "1/x has no global Lipschitz constant",
-    "Pow": "x^p has no global Lipschitz constant in general",
     "InstanceNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
     "LayerNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
     "GroupNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",

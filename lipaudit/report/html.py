@@ -34,6 +34,10 @@ def render_html(report: dict[str, Any]) -> str:
         if comp == "unavailable":
             continue
         ratio = f", {nv['ratio_to_exact']:.3f}x the exact composition" if "ratio_to_exact" in nv else ""
+        if nv.get("valid_on") is not None:
+            from lipaudit.report.table import _domain_text
+
+            ratio += f", on the input domain {e(_domain_text(nv['valid_on']))} only"
         parts.append(f"<li>network {e(comp)}: <b>{e(fmt(nv['value']))}</b> "
                      f"<span class='{e(nv['kind'])}'>({e(nv['kind'])})</span>{ratio}</li>")
     for f in report["findings"]:

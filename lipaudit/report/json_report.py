@@ -64,6 +64,8 @@ def build_report(
             entry["ratios"] = ratios
         report["layers"].append(entry)
     report["factors"] = result.factors
+    if getattr(result, "domain_uses", None):
+        report["domain_factors"] = result.domain_uses
     for comp, nv in result.network.items():
         report["network"][comp] = {
             "value": nv.value,
@@ -71,6 +73,8 @@ def build_report(
             "per_output": nv.per_output,
             "estimate_layers": nv.estimate_layers,
         }
+        if nv.valid_on is not None:
+            report["network"][comp]["valid_on"] = nv.valid_on
     refusals = getattr(result, "refusals", [])
     if refusals and not result.network:
         report["network"]["unavailable"] = {

@@ -58,6 +58,8 @@ def figure(report: dict[str, Any]):
     net = report.get("network", {})
     if "certified" in net:
         title += f" — certified network bound {float(net['certified']['value']):.4g}"
+        if net["certified"].get("valid_on") is not None:
+            title += " (on the input domain only)"
     ax.set_title(title, fontsize=10)
     bottom = ax
     if has_exact:

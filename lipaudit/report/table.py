@@ -118,6 +118,8 @@ def render_summary(report: dict[str, Any]):
         label = "network certified" if comp == "certified" else f"network {comp}"
         text = Text(fmt(nv["value"]))
         text.append(f"  ({nv['kind']})", style=KIND_STYLE[nv["kind"]])
+        if nv.get("valid_on") is not None:
+            text.append(f"  on the input domain {_domain_text(nv['valid_on'])} only", style="bold yellow")
         if "ratio_to_exact" in nv:
             text.append(f"  {nv['ratio_to_exact']:.3f}x exact composition", style="dim")
         grid.add_row(label, text)
@@ -131,11 +133,21 @@ def render_summary(report: dict[str, Any]):
     return Panel(grid, title="summary", title_align="left", expand=False)
 
 
+def _domain_text(valid_on) -> str:
+    """``[-3, 3]``, or ``[[lo...], [hi...]]`` per channel."""
+    lo, hi = valid_on
+    if isinstance(lo, list):
+        return "per channel " + ", ".join(f"[{fmt(a)}, {fmt(b)}]" for a, b in zip(lo, hi))
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
 def verdict_line(report: dict[str, Any]) -> str:
     """One line for -q and multi-model runs: verdict, certified network bound, path."""
     cert = report.get("network", {}).get("certified")
     if cert:
         value = f"certified={fmt(cert['value'])} ({cert['kind']})"
+        if cert.get("valid_on") is not None:
+            value += f" on {_domain_text(cert['valid_on'])} only"
     elif report.get("layers"):
         worst = max(report["layers"], key=lambda l: float(l["values"]["certified"]["value"]))
         why = "weights only" if not report.get("network", {}).get("unavailable") else "see LIP101"

@@ -104,7 +104,8 @@ def test_unsupported_op_gives_layers_and_says_why_there_is_no_certificate():
     assert len(report["layers"]) == 42 and "certified" not in report["network"]
     reason = report["network"]["unavailable"]["reasons"][0]
     assert reason["op"] == "Exp" and reason["node"] == "387"
-    assert [f["code"] for f in report["findings"]] == ["LIP101"]
+    assert [f["code"] for f in report["findings"]] == ["LIP101", "LIP013"]
+    assert "--input-range" in report["findings"][1]["message"] and "--until" in report["findings"][1]["message"]
     # a gate that needs the network cannot be decided: exit 2, never a pass
     res = lipaudit("check", path, "--max-lipschitz", "10")
     assert res.returncode == 2 and "Exp" in res.stderr and "'387'" in res.stderr and "Traceback" not in res.stderr

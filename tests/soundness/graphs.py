@@ -68,13 +68,19 @@ class Net:
         return model
 
 
-def certify(model: onnx.ModelProto, method: str = "certified", outputs=(), until=None, input_shape=None):
-    """``(value or None, AuditResult)``: the network ``certified`` value, None when refused."""
+def certify(model: onnx.ModelProto, method: str = "certified", outputs=(), until=None, input_shape=None,
+            input_range=None):
+    """``(value or None, AuditResult)``: the network ``certified`` value, None when refused.
+
+    ``input_range``: ``(lo, hi)`` for ``--input-range`` (the value then holds on that box only).
+    """
     from lipaudit.engine import AuditSettings, audit
     from lipaudit.loaders.onnx import load_onnx_model
+    from lipaudit.runner import input_domain
 
     graph = load_onnx_model(model, "<test>", input_shape)
-    result = audit(graph, AuditSettings(method=method, outputs=tuple(outputs), until=until))
+    result = audit(graph, AuditSettings(method=method, outputs=tuple(outputs), until=until,
+                                        input_range=input_domain(input_range)))
     cert = result.network.get("certified")
     return (cert.value if cert is not None else None), result
 
@@ -99,11 +105,31 @@ def evaluator(model: onnx.ModelProto, outputs):
     return f, int(sum(sizes))
 
 
-def witness(model: onnx.ModelProto, outputs, *, seed: int = 0, points: int = 3, scale: float = 1.0) -> float:
-    """Largest verified secant found (see the module docstring)."""
+def witness(model: onnx.ModelProto, outputs, *, seed: int = 0, points: int = 3, scale: float = 1.0, box=None) -> float:
+    """Largest verified secant found (see the module docstring); ``box=(lo, hi)``: points and secants inside it."""
     f, n = evaluator(model, outputs)
     rng = np.random.default_rng(seed)
     best = 0.0
+    if box is not None:
+        lo, hi = float(box[0]), float(box[1])
+        for _ in range(points):
+            x = rng.uniform(lo, hi, n) * 0.98 + 0.01 * (lo + hi)
+            h = 1e-6 * (1 + np.abs(x))
+            jac = np.empty((f(x).size, n))
+            for i in range(n):
+                e = np.zeros(n)
+                e[i] = h[i]
+                jac[:, i] = (f(x + e) - f(x - e)) / (2 * h[i])
+            directions = [np.linalg.svd(jac, full_matrices=False)[2][0]] if jac.size else []
+            directions += [rng.standard_normal(n) for _ in range(2)]
+            for u in directions:
+                u = u / np.linalg.norm(u)
+                room = np.min(np.minimum(x - lo, hi - x) / np.maximum(np.abs(u), 1e-300))
+                for t in (1e-4, 1e-2, 0.3):
+                    t = min(t, room)
+                    if t > 0:
+                        best = max(best, float(np.linalg.norm(f(x + t * u) - f(x - t * u)) / (2 * t)))
+        return best
     for _ in range(points):
         x = rng.standard_normal(n) * scale
         h = 1e-6 * (1 + np.abs(x))
@@ -128,6 +154,6 @@ def assert_sound(model: onnx.ModelProto, outputs=None, *, seed: int = 0, points:
     if value is None:
         assert result.refusals, "no certificate and no reason given"
         return None
-    truth = witness(model, outputs, seed=seed, points=points)
+    truth = witness(model, outputs, seed=seed, points=points, box=settings.get("input_range"))
     assert value >= truth * (1 - 1e-6), f"certified {value} < witness {truth}"
     return value

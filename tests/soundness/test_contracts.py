@@ -78,6 +78,12 @@ RECIPES.update({
     "Concat": (17, {"inputs": [X, f(1, 3, 4, 4)]}, {"axis": 1}),
     "Pad": (18, {"data": X, "pads": ints(1, 2, 0, 1), "constant_value": np.array(0.5), "axes": ints(2, 3)}, {}),
 })
+# rules certified on --input-range only: certified on this box, refused without one
+DOMAIN_BOX = (0.5, 2.0)
+RECIPES.update({
+    "Exp": (17, {"input": X}, {}), "Log": (17, {"input": X}, {}), "Sqrt": (17, {"X": X}, {}),
+    "Reciprocal": (17, {"X": X}, {}), "Pow": (17, {"X": X, "Y": np.array(3.0)}, {}),
+})
 CHECKED = sorted(op for op, r in RULES.items() if r.kind != "refused")
 
 
@@ -130,7 +136,7 @@ def test_every_rule_has_a_recipe_and_a_complete_contract():
     assert not missing, f"add a recipe (and a witness test) for the new rule(s) {missing}"
     for op in CHECKED:
         rule = RULES[op]
-        assert rule.constant and rule.kind in ("linear", "diagonal", "nonlinear"), op
+        assert rule.constant and rule.kind in ("linear", "diagonal", "nonlinear", "domain"), op
         for schema in _schema_history(op):
             assert {i.name for i in schema.inputs} <= set(rule.inputs), (op, schema.since_version)
             assert set(schema.attributes) <= rule.attrs, (op, schema.since_version, set(schema.attributes) - rule.attrs)
@@ -139,6 +145,12 @@ def test_every_rule_has_a_recipe_and_a_complete_contract():
 @pytest.mark.parametrize("op", CHECKED)
 def test_basic_instance_is_sound(op):
     model, outs = build(op)
+    if RULES[op].kind == "domain":
+        value, result = certify(model, outputs=outs)
+        assert value is None and "--input-range" in result.refusals[0].message()
+        value = assert_sound(model, outs, points=2, input_range=DOMAIN_BOX)
+        assert value is not None, f"{op}: the basic instance should be certified on {DOMAIN_BOX}"
+        return
     value = assert_sound(model, outs, points=2)
     assert value is not None, f"{op}: the basic instance should be certified"
 
@@ -156,4 +168,4 @@ def test_input_dependent_value_in_every_slot(op, slot, k):
         refusal = result.refusals[0]
         assert refusal.node.endswith(op) and refusal.slot == slot and slot in refusal.message()
     else:
-        assert_sound(model, outs, points=2)
+        assert_sound(model, outs, points=2, **({"input_range": DOMAIN_BOX} if RULES[op].kind == "domain" else {}))

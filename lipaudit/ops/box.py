@@ -1,0 +1,250 @@
+"""The second quantity of a rule: sound interval bounds of every value on the input domain.
+
+With ``--input-range``, every value ``v`` gets a :class:`Box` ``lo <= v(x) <= hi``
+(entry-wise, for every input ``x`` in the domain), computed in float64 and
+widened for rounding. An op gets its box from an *interval rule*, registered
+like a Lipschitz rule::
+
+    @interval("Relu", "Sigmoid")
+    def my_interval(node, ctx):
+        return [monotone(node, ctx)]
+
+An interval rule returns one :class:`Box` per output (``None`` for an output
+that has none). It reads its inputs' boxes with ``ctx.known_box(node, name)``,
+which stops the rule when an input has no box. An op without an interval rule
+is sound by default: its outputs get a :class:`NoBox` naming the node, and any
+rule that needs that box (a product certified on the domain) refuses, naming it.
+
+Shared strategies for interval rules live here: :func:`monotone` (an op
+non-decreasing or non-increasing in each data input, evaluated by onnx's
+reference evaluator at the box's corners), :func:`affine` (center/radius
+through a linear op with its weights replaced by their absolute values) and
+:func:`unimodal` (element-wise functions with one known minimum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+# relative widening of every computed bound, and the relative error allowed per term of a sum
+# (float64 sums of n terms err by at most n * 2**-52 of the sum of |terms|: 1e-9 covers n < 4.5e6)
+ROUNDING = 1e-9
+
+
+@dataclass(frozen=True)
+class Box:
+    """``lo <= value <= hi`` entry-wise (arrays broadcastable to the value's shape)."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+
+    @staticmethod
+    def point(c) -> "Box":
+        c = np.asarray(c, dtype=np.float64)
+        return Box(c, c)
+
+    def mag(self) -> np.ndarray:
+        """Entry-wise ``sup |value|`` on the domain."""
+        return np.maximum(np.abs(self.lo), np.abs(self.hi))
+
+    def mid_rad(self) -> tuple[np.ndarray, np.ndarray]:
+        mid = (self.lo + self.hi) / 2
+        return mid, np.maximum(self.hi - mid, mid - self.lo)
+
+    def widened(self, slack=0.0) -> "Box":
+        """Outward by ``ROUNDING`` relative plus ``slack`` (absolute, entry-wise)."""
+        lo = self.lo - ROUNDING * np.abs(self.lo) - slack
+        hi = self.hi + ROUNDING * np.abs(self.hi) + slack
+        return Box(np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf))
+
+    def describe(self) -> str:
+        return f"[{float(np.min(self.lo)):.4g}, {float(np.max(self.hi)):.4g}]"
+
+
+@dataclass(frozen=True)
+class NoBox:
+    """A value without interval bounds: the node where they were lost, and why."""
+
+    node: str
+    op: str
+    reason: str
+
+    def message(self) -> str:
+        return f"node {self.node!r} ({self.op}): {self.reason}"
+
+
+class NoInterval(Exception):
+    """Raised inside an interval rule: the output has no box (``upstream`` when an input had none)."""
+
+    def __init__(self, reason: str, upstream: NoBox | None = None):
+        super().__init__(reason)
+        self.reason, self.upstream = reason, upstream
+
+
+INTERVALS: dict[str, Callable] = {}
+
+
+def interval(*ops: str):
+    """Register a function as the interval rule of ``ops``: ``fn(node, ctx) -> [Box | None per output]``."""
+
+    def register(fn):
+        for op in ops:
+            if op in INTERVALS:
+                raise ValueError(f"two interval rules for {op}")
+            INTERVALS[op] = fn
+        return fn
+
+    return register
+
+
+def checked(box: Box, shape=None) -> Box:
+    """A box whose bounds are finite, as float64 arrays (broadcast to ``shape`` when given)."""
+    lo, hi = np.asarray(box.lo, dtype=np.float64), np.asarray(box.hi, dtype=np.float64)
+    if shape is not None:
+        lo, hi = np.broadcast_to(lo, shape), np.broadcast_to(hi, shape)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise NoInterval("its values on the domain are unbounded or NaN")
+    if np.any(lo > hi):
+        raise NoInterval("internal: an interval with lo > hi")
+    return Box(lo, hi)
+
+
+# -- evaluating one node with onnx's reference operators -----------------------------------------
+
+
+def evaluate(node, ctx, feeds: dict[str, np.ndarray], outputs=None) -> list[np.ndarray]:
+    """Run ``node`` on ``feeds`` (its inputs by name) in float64, at the model's opset (ONNX semantics)."""
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    attrs = {k: (numpy_helper.from_array(np.asarray(v)) if isinstance(v, np.ndarray) else v) for k, v in node.attrs.items()}
+    proto = helper.make_node(node.op, list(node.inputs), list(node.outputs), domain=node.domain, **attrs)
+    names = [n for n in dict.fromkeys(node.inputs) if n]
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(np.asarray(feeds[n]).dtype),
+                                            np.asarray(feeds[n]).shape) for n in names]
+    wanted = [o for o in (outputs or node.outputs) if o]
+    graph = helper.make_graph([proto], "box", inputs, [helper.make_empty_tensor_value_info(o) for o in wanted])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset())])
+    try:
+        results = ReferenceEvaluator(model).run(wanted, {n: feeds[n] for n in names})
+    except Exception as exc:
+        raise NoInterval(f"onnx's reference evaluator failed on the bounds ({type(exc).__name__}: {str(exc)[:100]})") from None
+    return [np.asarray(r) for r in results]
+
+
+def _feed_const(c) -> np.ndarray:
+    c = np.asarray(c)
+    return c.astype(np.float64) if np.issubdtype(c.dtype, np.floating) else c
+
+
+def data_inputs(node, ctx) -> list[str]:
+    return [x for x in node.inputs if x and ctx.depends(x)]
+
+
+def monotone(node, ctx, signs: dict[str, int] | None = None, exact: bool = False, outputs=None) -> list[Box]:
+    """An op non-decreasing (sign +1, the default) or non-increasing (-1) in each input-dependent input.
+
+    The output's bounds are the op at the lower and upper corners. Unless the op
+    is ``exact`` (it only moves, selects or takes max/min of entries), the bounds
+    are widened by ``ROUNDING`` times the op applied to the inputs' magnitudes,
+    which covers the rounding of sums (see ``ROUNDING``); such ops must have
+    non-negative coefficients (pooling, means, interpolation).
+    """
+    signs = signs or {}
+    low, high, mags = {}, {}, {}
+    for name in node.inputs:
+        if not name or name in low:
+            continue
+        if ctx.depends(name):
+            box = ctx.known_box(node, name)
+            shape = ctx.graph.shapes.get(name)
+            b = checked(box, shape)
+            lo, hi = (b.lo, b.hi) if signs.get(name, 1) > 0 else (b.hi, b.lo)
+            low[name], high[name], mags[name] = np.ascontiguousarray(lo), np.ascontiguousarray(hi), b.mag()
+        else:
+            c = ctx.const(name)
+            if c is None:
+                raise NoInterval(f"input {name!r} is neither a constant nor bounded")
+            low[name] = high[name] = _feed_const(c)
+            mags[name] = np.abs(low[name]) if np.issubdtype(low[name].dtype, np.floating) else low[name]
+    outs = outputs or [o for o in node.outputs if o]
+    los, his = evaluate(node, ctx, low, outs), evaluate(node, ctx, high, outs)
+    slacks = [0.0] * len(outs) if exact else [ROUNDING * np.abs(m) for m in evaluate(node, ctx, mags, outs)]
+    boxes = []
+    for lo, hi, slack in zip(los, his, slacks):
+        if not np.issubdtype(lo.dtype, np.floating):
+            boxes.append(None)
+            continue
+        boxes.append(checked(Box(np.minimum(lo, hi), np.maximum(lo, hi)).widened(slack)))
+    return boxes
+
+
+def unimodal(node, ctx, t_min: float, f_min_lower: float, tol: float = 1e-3) -> Box:
+    """An element-wise function decreasing up to ``t_min`` and increasing after it, with minimum >= ``f_min_lower``.
+
+    ``t_min`` may be approximate (within ``tol``): an interval that comes within
+    ``tol`` of it gets the global lower bound ``f_min_lower``; any other lies on
+    one monotone side, so its extremes are at its ends.
+    """
+    x = node.inputs[0]
+    b = checked(ctx.known_box(node, x), ctx.graph.shapes.get(x))
+    out = [o for o in node.outputs if o][:1]
+    f_lo = evaluate(node, ctx, {x: np.ascontiguousarray(b.lo)}, out)[0]
+    f_hi = evaluate(node, ctx, {x: np.ascontiguousarray(b.hi)}, out)[0]
+    crosses = (b.lo <= t_min + tol) & (b.hi >= t_min - tol)
+    lo = np.where(crosses, f_min_lower, np.minimum(f_lo, f_hi))
+    return checked(Box(lo, np.maximum(f_lo, f_hi)).widened())
+
+
+def affine(node, ctx, data: str, weights: dict[str, np.ndarray], drop: tuple[str, ...] = ()) -> Box:
+    """A node linear in ``data`` with constant ``weights``: center through the node, radius through |weights|.
+
+    ``drop`` names inputs left out (e.g. a bias, added by the caller); rounding of
+    the center is covered by passing ``ROUNDING * |center|`` through the absolute op.
+    """
+    b = checked(ctx.known_box(node, data), ctx.graph.shapes.get(data))
+    mid, rad = b.mid_rad()
+    names = [n for n in node.inputs if n]
+    center_feed = {n: (mid if n == data else _feed_const(weights[n])) for n in names if n not in drop}
+    radius_feed = {n: (rad + ROUNDING * np.abs(mid) if n == data else np.abs(_feed_const(weights[n])))
+                   for n in names if n not in drop}
+    stripped = _without(node, drop)
+    out = node.outputs[:1]
+    center = evaluate(stripped, ctx, center_feed, out)[0]
+    radius = evaluate(stripped, ctx, radius_feed, out)[0]
+    return Box(center - radius, center + radius).widened()
+
+
+def _without(node, drop):
+    from dataclasses import replace
+
+    return replace(node, inputs=[("" if n in drop else n) for n in node.inputs]) if drop else node
+
+
+def add_boxes(a: Box, b: Box) -> Box:
+    return Box(a.lo + b.lo, a.hi + b.hi).widened()
+
+
+def mul_boxes(a: Box, b: Box) -> Box:
+    """Entry-wise product of two intervals (numpy broadcasting, as ONNX's)."""
+    corners = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+    return Box(np.minimum.reduce(corners), np.maximum.reduce(corners)).widened()
+
+
+def reciprocal_box(b: Box, node_label: str = "divisor") -> Box:
+    """``1/v`` for a box that excludes 0."""
+    if np.any((b.lo <= 0) & (b.hi >= 0)):
+        raise NoInterval(f"the {node_label}'s interval contains 0 on the domain")
+    return Box(1.0 / b.hi, 1.0 / b.lo).widened()
+
+
+def matmul_boxes(a: Box, b: Box) -> Box:
+    """Interval matrix product (numpy matmul broadcasting, as ONNX MatMul), mid-radius form (Rump)."""
+    am, ar = a.mid_rad()
+    bm, br = b.mid_rad()
+    center = am @ bm
+    radius = np.abs(am) @ br + ar @ (np.abs(bm) + br) + ROUNDING * ((np.abs(am) + ar) @ (np.abs(bm) + br))
+    return Box(center - radius, center + radius).widened()
