@@ -4,6 +4,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# `pytest --hypothesis-profile=deep`: the soundness property suites with many fresh examples (local use)
+settings.register_profile("deep", max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODELS = ROOT.parent / "shared" / "models"

@@ -86,7 +86,14 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
     of a small ``k_1 x k_2`` matrix. Cheap sweeps allow many starts, which is
     what matters on kernels whose tensor norm has many local maxima.
     """
-    K = np.asarray(kernels, dtype=np.float32)
+    K64 = np.asarray(kernels, dtype=np.float64)
+    if not np.all(np.isfinite(K64)):
+        return HopmResult(values=np.full(K64.shape[0], np.inf), iterations=0, converged=False)
+    # scale by a power of two (exact) so the float32 sweeps neither overflow nor underflow
+    peak = float(np.abs(K64).max()) if K64.size else 0.0
+    exponent = -math.frexp(peak)[1] if peak > 0 else 0
+    K64 = np.ldexp(K64, exponent)
+    K = K64.astype(np.float32)
     G, co, ci = K.shape[:3]
     sizes = tuple(K.shape[3:])
     S = int(np.prod(sizes)) if sizes else 1
@@ -135,8 +142,8 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
             B = keep
     # the float32 sweeps may round slightly up: report |K(u)| of the final vectors in float64,
     # a value attained by unit vectors and hence <= ||K||_sigma
-    final = _value64(K, u1, u2, spatial)
-    return HopmResult(values=final, iterations=it, converged=converged)
+    final = np.ldexp(_value64(K64, u1, u2, spatial), -exponent)
+    return HopmResult(values=final, iterations=it, converged=converged and bool(np.all(np.isfinite(final))))
 
 
 def _best_spatial(N: np.ndarray, spatial: list[np.ndarray]) -> list[np.ndarray]:

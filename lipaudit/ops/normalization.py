@@ -46,11 +46,17 @@ def batch_norm(node, ctx):
     if reason:
         ctx.fail(node, reason)
     lip = ctx.lip(node.inputs[0])
+    scale = ctx.bn_scales.get(node.name)
+    shape = ctx.graph.shapes.get(node.inputs[0])
+    if scale is not None and (shape is None or len(shape) < 2 or shape[1] != scale.shape[0]):
+        # the specification wants one statistic per entry of axis 1; anything else is a malformed model
+        # whose runtime behaviour (broadcasting or an error) is not the map lipaudit would certify
+        ctx.fail(node, f"{scale.shape[0]} statistics for an input of shape {list(shape) if shape else 'unknown'}: "
+                       f"BatchNorm needs one per channel (axis 1)")
     target = ctx.folded_bns.get(node.name)
     if target is not None:
         ctx.note_factor(node, 1.0, f"folded into {target}")
         return [lip] + [None] * (len(node.outputs) - 1)
-    scale = ctx.bn_scales.get(node.name)
     if scale is None:
         ctx.fail(node, "BatchNorm parameters are not constants of one value per channel")
     if np.all(np.isfinite(scale)):

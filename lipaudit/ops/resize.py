@@ -126,8 +126,42 @@ def _axis_matrix(n: int, m: int, scale: float | None, attrs) -> np.ndarray:
     try:
         (y,) = ReferenceEvaluator(model).run(None, {"X": x, **feed})
     except Exception as exc:
-        raise ValueError(f"onnx's reference Resize failed ({type(exc).__name__}: {str(exc)[:120]})") from None
+        if attrs.get("mode", "nearest") != "nearest":
+            raise ValueError(f"onnx's reference Resize failed ({type(exc).__name__}: {str(exc)[:120]})") from None
+        y = _nearest_matrix_by_onnxruntime(x, inputs, feed, attrs, exc)
     y = np.asarray(y, dtype=np.float64)
     if y.shape != (n, m):
         raise ValueError(f"resize of {n} entries gave {y.shape[1]}, the model says {m}")
     return y.T
+
+
+def _nearest_matrix_by_onnxruntime(x: np.ndarray, inputs, feed, attrs, reference_error) -> np.ndarray:
+    """The same matrix from onnxruntime, for conventions onnx's reference lacks (``tf_half_pixel_for_nn``).
+
+    Only for nearest mode: its matrix selects entries (0/1), so float32 reproduces it exactly.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    n = x.shape[0]
+    extra = [helper.make_tensor_value_info(k, TensorProto.FLOAT if k == "scales" else TensorProto.INT64, [2])
+             for k in feed]
+    graph = helper.make_graph(
+        [helper.make_node("Resize", list(inputs), ["Y"], **attrs)], "resize",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [n, n])] + extra,
+        [helper.make_empty_tensor_value_info("Y")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # its deprecation notice for tf_half_pixel_for_nn is not the user's business
+        sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        (y,) = sess.run(None, {"X": x.astype(np.float32), **feed})
+    except Exception as exc:
+        raise ValueError(f"neither onnx's reference Resize ({type(reference_error).__name__}) nor onnxruntime "
+                         f"({type(exc).__name__}: {str(exc)[:120]}) could evaluate it") from None
+    y = np.asarray(y, dtype=np.float64)
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("nearest resize gave a matrix that does not select entries")
+    return y
