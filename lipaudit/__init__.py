@@ -12,7 +12,7 @@ Every error is a :class:`LipauditError` subclass; the CLI maps them to exit code
 
 __version__ = "0.1.0"
 
-from lipaudit.api import audit  # noqa: E402
+from lipaudit.api import audit, certify  # noqa: E402
 from lipaudit.errors import (  # noqa: E402
     BaselineError,
     DataError,
@@ -25,7 +25,7 @@ from lipaudit.errors import (  # noqa: E402
 from lipaudit.report.view import Finding, Layer, Network, NetworkValue, Report, Robustness, Value  # noqa: E402
 
 __all__ = [
-    "__version__", "audit", "Report", "Network", "NetworkValue", "Layer", "Value", "Finding", "Robustness",
+    "__version__", "audit", "certify", "Report", "Network", "NetworkValue", "Layer", "Value", "Finding", "Robustness",
     "LipauditError", "ModelLoadError", "InputShapeError", "UnsupportedOpError", "UsageError", "BaselineError",
     "DataError",
 ]

@@ -346,6 +346,15 @@ def plot(
     typer.echo(f"wrote {out}", err=True)
 
 
+from lipaudit.cli_certify import certify_command  # noqa: E402
+
+app.command("certify", epilog="""\b
+Examples:
+  lipaudit certify model.onnx --data test.npz --eps 0.05,0.1,0.2
+  lipaudit certify model.onnx --data test.npz --plot curve.png --min-certified-accuracy 0.6@0.1
+""")(certify_command)
+
+
 def main() -> None:
     try:
         app()

@@ -179,8 +179,10 @@ class Robustness(_Raw):
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     margins: Any = field(default=None, repr=False)  # numpy arrays, one entry per sample
     radii: Any = field(default=None, repr=False)
+    certified_radii: Any = field(default=None, repr=False)  # radii, 0 where the prediction is wrong
     predictions: Any = field(default=None, repr=False)
     labels: Any = field(default=None, repr=False)
+    correct: Any = field(default=None, repr=False)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], samples: Mapping[str, Any] | None = None) -> "Robustness":
@@ -188,8 +190,8 @@ class Robustness(_Raw):
         return cls(lipschitz=d["lipschitz"], clean_accuracy=float(d["clean_accuracy"]),
                    certified_accuracy={k: float(v) for k, v in d["certified_accuracy"].items()},
                    radius_quantiles={k: _num(v) for k, v in d["radius_quantiles"].items()}, n=int(d["n"]), raw=d,
-                   margins=s.get("margins"), radii=s.get("radii"), predictions=s.get("predictions"),
-                   labels=s.get("labels"))
+                   margins=s.get("margins"), radii=s.get("radii"), certified_radii=s.get("certified_radii"),
+                   predictions=s.get("predictions"), labels=s.get("labels"), correct=s.get("correct"))
 
     def at(self, eps: float) -> float:
         """Certified accuracy at ``eps`` (one of the eps values certified)."""

@@ -1,0 +1,236 @@
+"""``lipaudit certify``: certified robustness of a classifier on data, over :func:`lipaudit.certify`.
+
+Exit codes: 0 passed, 1 a ``--min-certified-accuracy`` gate failed, 2 could not decide
+(bad data, bad usage, no certificate, unreadable model). Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def certify_command(
+    model: Path = typer.Argument(..., help="The classifier: an .onnx file."),
+    data: Path = typer.Option(..., "--data", help=".npz with arrays x (inputs as the model takes them) and y (integer labels)."),
+    eps: str = typer.Option("0.05,0.1,0.2", "--eps", help="l2 radii, comma-separated."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Samples per onnxruntime call (a fixed-batch model uses its own)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write certified accuracy against eps (.png, .svg or .pdf)."),
+    min_certified_accuracy: Optional[List[str]] = typer.Option(None, "--min-certified-accuracy", help="Gate ACC@EPS, e.g. 0.6@0.1: exit 1 below it (repeatable)."),
+    output: Optional[List[str]] = typer.Option(None, "--output", help="The logits output, when the model has several."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,32,32, for symbolic dimensions."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table (on stderr) or json (on stdout)."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random starts."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Threads (0: one per core)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
+    no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON."),
+):
+    """Certified accuracy on data: L = the certified Lipschitz bound of the logits, radius = margin / (sqrt(2) L)."""
+    raise typer.Exit(_certify(**locals()))
+
+
+def _certify(**kw) -> int:
+    from lipaudit.errors import LipauditError, first_line
+
+    console = _console()
+    try:
+        return _run(kw, console)
+    except LipauditError as exc:
+        _error(console, str(exc))
+    except MemoryError:
+        _error(console, "out of memory")
+    except Exception as exc:  # never a traceback, never a pass
+        _error(console, f"internal error: {type(exc).__name__}: {first_line(exc)}")
+    return 2
+
+
+def _run(kw, console) -> int:
+    import lipaudit
+    from lipaudit.errors import UsageError
+    from lipaudit.cli import _parse_shape
+    from lipaudit.robustness import parse_eps, parse_gate
+
+    if kw["fmt"] not in ("table", "json"):
+        raise UsageError(f"--format {kw['fmt']!r}: choose table or json")
+    eps = parse_eps(kw["eps"])
+    gates = dict((e, a) for a, e in map(parse_gate, kw["min_certified_accuracy"] or []))
+    for path in [p for p in (kw["json_path"], kw["plot"]) if p is not None]:
+        _check_output_path(path)
+    if kw["plot"] is not None:
+        if Path(kw["plot"]).suffix.lower() not in PLOT_SUFFIXES:
+            raise UsageError(f"--plot {kw['plot']}: choose a .png, .svg or .pdf file")
+        from lipaudit.report.plot import _pyplot
+
+        _pyplot()  # matplotlib missing: say so before the work
+    x, y = load_npz(str(kw["data"]))
+    interactive = sys.stderr.isatty() and not os.environ.get("CI") and not kw["quiet"] and kw["fmt"] != "json"
+    run = lambda progress: lipaudit.certify(  # noqa: E731
+        str(kw["model"]), x, y, eps=eps, input_shape=_parse_shape(kw["input_shape"]) if kw["input_shape"] else None,
+        outputs=kw["output"] or (), batch_size=kw["batch_size"], min_certified_accuracy=gates, seed=kw["seed"],
+        jobs=kw["jobs"], progress=progress, timings=not kw["no_timings"])
+    report = _with_progress(run, console) if interactive else run(None)
+    report_dict = report.to_dict()
+    report_dict["robustness"]["data"] = {"path": str(kw["data"]), "sha256": _sha256(str(kw["data"]))}
+    from lipaudit.report.json_report import dumps
+
+    payload = dumps(report_dict)
+    if kw["json_path"]:
+        write_atomic(str(kw["json_path"]), payload)
+    if kw["plot"]:
+        from lipaudit.report.robustness_plot import write_curve
+
+        rob = report.robustness
+        write_curve(str(kw["plot"]), certified_radii=rob.certified_radii, eps=eps, clean_accuracy=rob.clean_accuracy,
+                    lipschitz=float(rob.lipschitz["value"]), title=_safe(str(kw["model"])))
+    if kw["fmt"] == "json":
+        sys.stdout.write(payload)
+    elif kw["quiet"]:
+        sys.stderr.write(verdict_line(report_dict) + "\n")
+    else:
+        sys.stderr.write(render(report_dict, color=_color(console), width=console.width if console.is_terminal else 100))
+    return {"pass": 0, "fail": 1}.get(report.verdict, 2)
+
+
+def load_npz(path: str):
+    """Arrays ``x`` and ``y`` of an .npz file, read without unpickling anything."""
+    import numpy as np
+
+    from lipaudit.errors import DataError, first_line
+
+    if not os.path.isfile(path):
+        raise DataError(f"--data {path}: no such file" if not os.path.exists(path) else f"--data {path}: not a regular file")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PK\x03\x04":
+            raise DataError(f"--data {path}: not a readable .npz file (not a zip archive); save with numpy.savez")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.files)
+            if "x" not in names or "y" not in names:
+                raise DataError(f"--data {path}: needs arrays 'x' and 'y'; found {', '.join(names) or 'none'}")
+            return data["x"], data["y"]
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"--data {path}: holds Python objects (pickled arrays), which are never loaded; save "
+                            "plain numeric arrays") from None
+        raise DataError(f"--data {path}: not a readable .npz file ({first_line(exc)})") from None
+    except Exception as exc:
+        raise DataError(f"--data {path}: not a readable .npz file ({first_line(exc)})") from None
+
+
+def render(report: dict, color: bool = False, width: int = 100) -> str:
+    """The human summary: L with its kind and domain, clean accuracy, certified accuracy per eps, radii."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    rob = report["robustness"]
+    lip = rob["lipschitz"]
+    console = Console(record=True, width=width, force_terminal=color, color_system="standard" if color else None,
+                      file=open(os.devnull, "w"), highlight=False, soft_wrap=True)
+    console.print(Text(f"lipaudit certify — {_safe(report['model']['path'])}", style="bold"))
+    domain = f", valid on {lip['valid_on']} only" if "valid_on" in lip else ""
+    console.print(Text(f"L = {_num(lip['value'])} ({lip['kind']}, {lip['composition']} composition, output "
+                       f"{_safe(lip['output'])}, {lip['valid_for']}{domain})"))
+    console.print(Text(f"clean accuracy {rob['clean_accuracy']:.4f} on n = {rob['n']}"))
+    table = Table(show_header=True)
+    table.add_column("eps (l2)", justify="right")
+    table.add_column("certified accuracy", justify="right")
+    table.add_column("certified / n", justify="right")
+    for key, acc in sorted(rob["certified_accuracy"].items(), key=lambda kv: float(kv[0])):
+        table.add_row(Text(key), Text(f"{acc:.4f}"), Text(f"{round(acc * rob['n'])}/{rob['n']}"))
+    console.print(table)
+    q = rob["radius_quantiles"]
+    console.print(Text("certified radius quantiles: " + ", ".join(f"{float(k) * 100:g}% {_num(v)}" for k, v in
+                                                                   sorted(q.items(), key=lambda kv: float(kv[0])))))
+    for f in report["findings"]:
+        if f["code"] == "LIP020":
+            console.print(Text(f"{f['code']} {f['name']}: {f['message']}", style="red" if color else ""))
+    console.print(Text(verdict_line(report), style=("green" if report["verdict"] == "pass" else "red") if color else ""))
+    return console.export_text(styles=color)
+
+
+def verdict_line(report: dict) -> str:
+    rob = report.get("robustness", {})
+    accs = ", ".join(f"{k}: {v:.4f}" for k, v in sorted(rob.get("certified_accuracy", {}).items(), key=lambda kv: float(kv[0])))
+    return f"{report['verdict'].upper()}  {_safe(report['model']['path'])}  certified accuracy {accs}"
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see a partial file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".lipaudit-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_output_path(path: Path) -> None:
+    from lipaudit.errors import UsageError
+
+    folder = Path(os.path.abspath(path)).parent
+    if not folder.is_dir():
+        raise UsageError(f"{path}: folder {folder} does not exist")
+    if Path(path).exists() and not Path(path).is_file():
+        raise UsageError(f"{path}: exists and is not a regular file")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{path}: folder {folder} is not writable")
+
+
+def _with_progress(run, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("bounding layers", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, total=total, completed=done,
+                       description="bounding layers" if stage == "bounds" else "running the model")
+
+        return run(progress)
+
+
+def _sha256(path: str):
+    from lipaudit.loaders import sha256
+
+    return sha256(path)
+
+
+def _num(v) -> str:
+    return f"{float(v):.6g}"
+
+
+def _safe(text: str) -> str:
+    """Text from a file or a path, with control characters (terminal escapes) made visible."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _color(console) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(console.is_terminal or os.environ.get("FORCE_COLOR"))
+
+
+def _error(console, message: str) -> None:
+    sys.stderr.write(f"error: {_safe(message)}\n")
