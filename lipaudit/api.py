@@ -25,7 +25,7 @@ def audit(
     compare: Iterable[str] | str = (),
     outputs: Iterable[str] | str = (),
     until: str | None = None,
-    input_range: tuple[float, float] | None = None,
+    input_range: Any = None,
     seed: int = 0,
     jobs: int = 0,
     progress: ProgressCallback | bool | None = None,
@@ -52,7 +52,7 @@ def audit(
         compare: extra per-layer methods: ``exact``, ``f4``, ``fro``, ``fft``, ``symbol``.
         outputs: certify the map to these values only (default: every graph output).
         until: certify the map to this node's outputs.
-        input_range: a stated input domain ``(lo, hi)``: products of input-dependent tensors are certified on it,
+        input_range: a stated input domain, ``(lo, hi)``, ``"lo,hi;lo,hi;lo,hi"`` per channel, or ``"imagenet"``: products of input-dependent tensors are certified on it,
             and the network number then holds on that box only (``network.certified.valid_on``).
         seed: seed of the random starts; same seed and ``jobs``, same numbers.
         jobs: threads over layers (0: one per CPU core).
@@ -109,13 +109,12 @@ def check_options(model: Any, *, input_shape, method, compare, outputs, until, i
     if not (isinstance(max_increase, (int, float)) and math.isfinite(max_increase) and max_increase >= 0):
         raise UsageError(f"max_increase must be a finite fraction >= 0 (0.05 for 5%), not {max_increase!r}")
     if input_range is not None:
+        from lipaudit.runner import input_domain
+
         try:
-            lo, hi = (float(v) for v in input_range)
+            input_range = input_domain(input_range)  # (lo, hi), "lo,hi;lo,hi;...", "imagenet" or an InputDomain
         except (TypeError, ValueError):
-            raise UsageError(f"input_range must be (lo, hi), not {input_range!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-            raise UsageError(f"input_range ({lo}, {hi}): need finite lo <= hi")
-        input_range = (lo, hi)
+            raise UsageError(f"input_range must be (lo, hi), 'LO,HI', 'imagenet' or per-channel pairs, not {input_range!r}") from None
     return CheckOptions(
         method=method, compare=compare_t, input_shape=_shape(input_shape), outputs=_names(outputs, "outputs"),
         until=until, seed=seed, iters=iters, tol=tol, device=device,
@@ -175,6 +174,7 @@ def certify(
     eps: Iterable[float] | float = (0.05, 0.1, 0.2),
     input_shape: Shape | None = None,
     outputs: Iterable[str] | str = (),
+    input_range: Any = None,
     method: str = "certified",
     batch_size: int = 256,
     min_certified_accuracy: Mapping[float, float] | None = None,
@@ -199,6 +199,8 @@ def certify(
         y: integer labels, shape ``(N,)``.
         eps: l2 radii.
         outputs: the logits output when the model has several.
+        input_range: a stated input domain (as :func:`audit`). ``L`` then holds on that box only, so every
+            sample must lie inside it (DataError otherwise) and a radius certifies the part of the ball inside it.
         method: the audit's main method; ``certified`` (default) adds the FFT bound, the tightest ``L``.
         batch_size: samples per onnxruntime call (a model with a fixed batch size uses that).
         min_certified_accuracy: ``{eps: accuracy}`` gates; a failure gives ``verdict == "fail"`` and LIP020.
@@ -246,7 +248,7 @@ def certify(
     else:
         raise UsageError(f"cannot certify a {type(model).__name__}: give an .onnx path, an onnx.ModelProto or a torch.nn.Module")
     opts = check_options(source, input_shape=input_shape, method=method, compare=(), outputs=outputs, until=None,
-                         input_range=None, seed=seed, jobs=jobs, timings=timings)
+                         input_range=input_range, seed=seed, jobs=jobs, timings=timings)
     bounds_cb = (lambda done, total, name: progress("bounds", done, total)) if progress else None
     report = audit_report(source, opts, bounds_cb)
     if label is not None:
@@ -267,6 +269,8 @@ def certify(
         lipschitz["note"] = "L holds on the stated input domain only: a radius certifies the part of the ball inside it"
     sample_shape = tuple(report["model"]["input_shape"][1:])
     x_arr = rb.check_inputs(x_arr, sample_shape)
+    if "valid_on" in cert:  # L holds on the domain only: every sample must lie in it
+        rb.check_inside(x_arr, *opts.input_range.bounds_for((1, *sample_shape)))
     y_arr = rb.check_labels(y, x_arr.shape[0])
     runner = OnnxRunner(source if isinstance(source, (str, os.PathLike)) else proto_bytes(source), output,
                         threads=jobs)

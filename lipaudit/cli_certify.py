@@ -25,6 +25,7 @@ def certify_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write certified accuracy against eps (.png, .svg or .pdf)."),
     min_certified_accuracy: Optional[List[str]] = typer.Option(None, "--min-certified-accuracy", help="Gate ACC@EPS, e.g. 0.6@0.1: exit 1 below it (repeatable)."),
     output: Optional[List[str]] = typer.Option(None, "--output", help="The logits output, when the model has several."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="Certify on this input domain only (as lipaudit check); every sample must lie inside it."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,32,32, for symbolic dimensions."),
     fmt: str = typer.Option("table", "--format", "-f", help="table (on stderr) or json (on stdout)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
@@ -74,7 +75,7 @@ def _run(kw, console) -> int:
     interactive = sys.stderr.isatty() and not os.environ.get("CI") and not kw["quiet"] and kw["fmt"] != "json"
     run = lambda progress: lipaudit.certify(  # noqa: E731
         str(kw["model"]), x, y, eps=eps, input_shape=_parse_shape(kw["input_shape"]) if kw["input_shape"] else None,
-        outputs=kw["output"] or (), batch_size=kw["batch_size"], min_certified_accuracy=gates, seed=kw["seed"],
+        outputs=kw["output"] or (), input_range=kw["input_range"], batch_size=kw["batch_size"], min_certified_accuracy=gates, seed=kw["seed"],
         jobs=kw["jobs"], progress=progress, timings=not kw["no_timings"])
     report = _with_progress(run, console) if interactive else run(None)
     report_dict = report.to_dict()

@@ -56,6 +56,14 @@ def check_inputs(x: Any, sample_shape: Sequence[int]) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+def check_inside(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """DataError unless every sample lies in the box ``lo <= x <= hi`` (shape ``(1, *sample)``), where L holds."""
+    outside = ((x < lo) | (x > hi)).reshape(x.shape[0], -1).any(axis=1)
+    if outside.any():
+        raise DataError(f"{int(outside.sum())} sample(s) lie outside the input range (first at index "
+                        f"{int(np.argmax(outside))}); the Lipschitz bound holds on that domain only")
+
+
 def top1_margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class and the gap between the largest and the second-largest logit, per sample."""
     if logits.ndim != 2 or logits.shape[1] < 2:

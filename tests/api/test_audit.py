@@ -131,7 +131,7 @@ def test_module_needs_input_shape_and_errors_are_exported():
         lipaudit.audit(m)
     with pytest.raises(lipaudit.UsageError):
         lipaudit.audit(m, input_shape=(1, 2, 5, 5), method="nope")
-    with pytest.raises(lipaudit.UsageError, match="input_range"):
+    with pytest.raises(lipaudit.UsageError, match="input.range"):
         lipaudit.audit(SAMPLE, input_range=(1, -1))
     with pytest.raises(lipaudit.ModelLoadError, match="no such file"):
         lipaudit.audit("does/not/exist.onnx")

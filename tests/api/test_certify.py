@@ -205,3 +205,37 @@ def test_api_data_errors(setup):
         lipaudit.certify(onnx_path, x, y, eps=[float("nan")])
     with pytest.raises(lipaudit.UsageError, match="onnx"):
         lipaudit.certify("model.pt2", x, y)
+
+
+class GatedNet(torch.nn.Module):
+    """A squeeze-excite gate: a product of input-dependent tensors, certifiable on a domain only."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x))
+        return self.fc((h * torch.sigmoid(h.mean((2, 3), keepdim=True))).flatten(1))
+
+
+def test_input_range_domain(setup):
+    net, x, y, _, _, _, _ = setup
+    r = lipaudit.certify(net, x, y, input_range=(-1, 1), eps=[0.01])  # a global L: the range does not restrict it
+    assert "valid_on" not in r.robustness.lipschitz
+    torch.manual_seed(0)
+    gated = GatedNet().eval()
+    with pytest.raises(lipaudit.UsageError, match="certified Lipschitz bound"):
+        lipaudit.certify(gated, x, y)  # no global constant for the gate
+    with pytest.raises(lipaudit.DataError, match="outside the input range"):
+        lipaudit.certify(gated, x, y, input_range=(-1, 1))
+    inside = np.clip(x, -1, 1)
+    r = lipaudit.certify(gated, inside, y, input_range=(-1, 1), eps=[0.01])
+    lip = r.robustness.lipschitz
+    assert lip["valid_on"] == [-1.0, 1.0] and "domain" in lip["note"]
+    with torch.no_grad():
+        logits = gated(torch.from_numpy(inside)).numpy().astype(np.float64)
+    clean, cert, _ = expected(logits, y, lip["value"], [0.01])
+    assert r.robustness.clean_accuracy == pytest.approx(clean) and r.robustness.at(0.01) == pytest.approx(cert[0.01])
+    jsonschema.validate(r.to_dict(), schema())
