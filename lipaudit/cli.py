@@ -126,6 +126,7 @@ def check(
     arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
     no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON (byte-identical reports)."),
+    expansion_budget: Optional[float] = typer.Option(None, "--expansion-budget", help="Work cap (GMAC) of the expansion certificate in --method certified (default 20; 0: product rule only)."),
 ):
     """Audit model file(s): per-layer bounds, network certificate, gates."""
     code = _check(**locals())
@@ -180,7 +181,10 @@ def _check(**kw) -> int:
             arch=kw["arch"],
             strides=_parse_strides(strides if isinstance(strides, list) else [strides]),
             timed=not kw["no_timings"],
+            expansion=pick("expansion_budget", "expansion-budget"),
         )
+        if opts.expansion is not None and not (float(opts.expansion) >= 0):
+            raise UsageError("--expansion-budget must be >= 0")
         from lipaudit.engine import AuditSettings
 
         from lipaudit.runner import input_domain

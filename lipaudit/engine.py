@@ -48,6 +48,8 @@ class AuditSettings:
         input_range: an :class:`~lipaudit.domain.InputDomain` (``--input-range``): values get interval
             bounds on it, and products of input-dependent tensors are certified on it (the network
             number then holds on that domain only). ``None``: global constants only.
+        expansion: the expansion certificate's work budget (GMAC) for the ``certified``
+            composition; ``None``: on with ``--method certified`` at the default budget, 0: off.
     """
 
     method: str = "tn"
@@ -57,6 +59,13 @@ class AuditSettings:
     bounds: BoundSettings = field(default_factory=BoundSettings)
     jobs: int = 0
     input_range: Any = None
+    expansion: float | None = None
+
+    @property
+    def expansion_budget(self) -> float:
+        if self.expansion is None:
+            return 20.0 if self.method == "certified" else 0.0
+        return max(float(self.expansion), 0.0)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -92,6 +101,8 @@ class NetworkValue:
     per_output: dict[str, float]
     estimate_layers: list[str]  # layers whose factor is only an estimate
     valid_on: Any = None  # the input domain it holds on (InputDomain.to_json()), None: every input
+    product: float | None = None  # the product walk's value, when a tighter composition replaced it
+    expansion: dict | None = None  # what the expansion certificate did (lipaudit.certificate.expansion)
 
 
 @dataclass
@@ -187,6 +198,11 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
             estimates = ctx.unsound.get(c, [])
             network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates,
                                       valid_on=ctx.domain.to_json() if ctx.domain_uses else None)
+    if "certified" in network and settings.expansion_budget > 0:
+        t_exp = time.perf_counter()
+        network["certified"] = _with_expansion(graph, ctx, outputs, network["certified"], settings)
+        timings["expansion_s"] = time.perf_counter() - t_exp
+        timings["certificate_s"] += timings["expansion_s"]
     layer_shares(ctx.layers, ctx.compositions[0])
     return AuditResult(
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
@@ -194,6 +210,23 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         refusals=roots if refused else [], node_notes=list(ctx.notes), dynamic_batch=dynamic_batch,
         domain=ctx.domain, domain_uses=list(ctx.domain_uses),
     )
+
+
+def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product: NetworkValue,
+                    settings: AuditSettings) -> NetworkValue:
+    """The certified network value: per output, the smaller of the product and the expansion certificate."""
+    if product.kind is not Kind.UPPER:
+        return product
+    from lipaudit.certificate.expansion import ExpansionSettings, expansion_bound
+
+    with _single_threaded_blas():  # many small batched products: threads only add overhead
+        result = expansion_bound(graph, ctx.lips, outputs, ctx.bn_scales,
+                                 ExpansionSettings(budget=settings.expansion_budget))
+    per_output = {o: min(product.per_output.get(o, math.inf), result.per_output.get(o, math.inf)) for o in outputs}
+    value = finite_or_inf(math.sqrt(sum(v * v for v in per_output.values())))
+    # cut outputs carry the product walk's constants, so the result holds where they hold (valid_on)
+    return NetworkValue(min(value, product.value), product.kind, per_output, product.estimate_layers,
+                        valid_on=product.valid_on, product=product.value, expansion=result.to_json())
 
 
 def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):

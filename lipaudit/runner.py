@@ -39,6 +39,8 @@ class CheckOptions:
     timed: bool = True
     layer_jobs: int = 0  # threads over layers (0: one per core)
     input_range: Any = None  # "LO,HI", "lo,hi;lo,hi;...", "imagenet", or a lipaudit.domain.InputDomain
+    expansion: float | None = None  # expansion certificate budget in GMAC (None: default with certified, 0: off)
+    attained: bool | None = None  # search the attained lower bound (None: with --method certified)
 
 
 def audit_settings(opts: CheckOptions):
@@ -56,6 +58,7 @@ def audit_settings(opts: CheckOptions):
     return AuditSettings(
         method=opts.method, compare=tuple(opts.compare), outputs=tuple(opts.outputs), until=opts.until,
         bounds=BoundSettings(hopm=hopm, power=power), jobs=opts.layer_jobs, input_range=input_domain(opts.input_range),
+        expansion=opts.expansion,
     )
 
 
@@ -84,6 +87,7 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
                  "schedule": [list(x) for x in h.schedule]},
         "power": {"max_iters": p.max_iters, "tol": p.tol, "block": p.block},
         "exact_rtol": settings.bounds.exact_rtol,
+        "expansion_budget": settings.expansion_budget,
         "gates": {"max_lipschitz": opts.max_lipschitz, "max_layer_norm": opts.max_layer_norm,
                   "baseline": opts.baseline, "max_increase": opts.max_increase},
     }

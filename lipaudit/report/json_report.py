@@ -75,6 +75,13 @@ def build_report(
         }
         if nv.valid_on is not None:
             report["network"][comp]["valid_on"] = nv.valid_on
+        if getattr(nv, "product", None) is not None:
+            report["network"][comp]["product"] = nv.product
+        if getattr(nv, "expansion", None) is not None:
+            exp = dict(nv.expansion)
+            if not timed:
+                exp["time_s"] = 0.0
+            report["network"][comp]["expansion"] = exp
     refusals = getattr(result, "refusals", [])
     if refusals and not result.network:
         report["network"]["unavailable"] = {

@@ -122,6 +122,12 @@ def render_summary(report: dict[str, Any]):
             text.append(f"  on the input domain {_domain_text(nv['valid_on'])} only", style="bold yellow")
         if "ratio_to_exact" in nv:
             text.append(f"  {nv['ratio_to_exact']:.3f}x exact composition", style="dim")
+        if "product" in nv:
+            exp = nv.get("expansion", {})
+            how = "expansion" if float(nv["value"]) < float(nv["product"]) else "product"
+            text.append(f"  {how}; product {fmt(nv['product'])}", style="dim")
+            if exp.get("stopped_sweeps") or exp.get("budget_exhausted"):
+                text.append(f", {exp.get('stopped_sweeps', 0)} segment sweep(s) fell back to the product", style="dim")
         grid.add_row(label, text)
     grid.add_row("outputs", ", ".join(report["model"].get("outputs", [])) or "-")
     for f in report["findings"]:
