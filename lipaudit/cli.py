@@ -14,6 +14,7 @@ from typing import List, Optional
 import typer
 
 from lipaudit import __version__
+from lipaudit.exits import guarded
 
 app = typer.Typer(
     add_completion=False,
@@ -76,9 +77,9 @@ def _parse_fraction(text: str) -> float:
         value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
         raise UsageError(f"--max-increase {text!r}: expected e.g. 5% or 0.05") from None
-    if value < 0:
-        raise UsageError("--max-increase must be >= 0")
-    return value
+    from lipaudit.baseline import check_threshold
+
+    return check_threshold("--max-increase", value)
 
 
 def _parse_strides(items: list[str]) -> dict[str, tuple[int, ...]]:
@@ -101,6 +102,7 @@ def _err_console():
 
 
 @app.command(epilog=EXAMPLES)
+@guarded
 def check(
     models: List[Path] = typer.Argument(..., help="Model file(s): .onnx, .pt/.pth (state dict, checkpoint, TorchScript), .pt2, .safetensors."),
     method: Optional[str] = typer.Option(None, "--method", "-m", help="Per-layer method composed into the main network number: tn (default), f4, fro, certified."),
@@ -122,11 +124,12 @@ def check(
     html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (table + figure)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallelism: threads over layers for one model (default: one per core), processes over models for several."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules (runs code from the file!)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules and TorchScript (runs code from the file!). Only on the command line, never from a config file."),
     arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
     no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON (byte-identical reports)."),
     expansion_budget: Optional[float] = typer.Option(None, "--expansion-budget", help="Work cap (GMAC) of the expansion certificate in --method certified (default 20; 0: product rule only)."),
+    max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory budget, e.g. 8GB (default 4GB): work estimated above it is refused before it starts."),
 ):
     """Audit model file(s): per-layer bounds, network certificate, gates."""
     code = _check(**locals())
@@ -136,7 +139,10 @@ def check(
 def _check(**kw) -> int:
     from lipaudit.config import load_config
     from lipaudit.errors import LipauditError, UsageError
+    from lipaudit.baseline import check_threshold
+    from lipaudit.budget import DEFAULT_MAX_MEMORY, parse_size
     from lipaudit.runner import EXIT, CheckOptions
+    from lipaudit.safe_io import check_output_path
 
     console = _err_console()
     try:
@@ -173,11 +179,12 @@ def _check(**kw) -> int:
             iters=pick("iters", "iters"),
             tol=pick("tol", "tol"),
             device=device,
-            max_lipschitz=pick("max_lipschitz", "max-lipschitz"),
-            max_layer_norm=pick("max_layer_norm", "max-layer-norm"),
+            max_lipschitz=check_threshold("--max-lipschitz", pick("max_lipschitz", "max-lipschitz")),
+            max_layer_norm=check_threshold("--max-layer-norm", pick("max_layer_norm", "max-layer-norm")),
             baseline=str(pick("baseline", "baseline")) if pick("baseline", "baseline") else None,
             max_increase=_parse_fraction(pick("max_increase", "max-increase", "0")),
-            trust_pickle=bool(kw["trust_pickle"] or cfg.get("trust-pickle", False)),
+            trust_pickle=bool(kw["trust_pickle"]),  # trust comes from the command line only, never a config file
+            max_memory=parse_size(pick("max_memory", "max-memory", DEFAULT_MAX_MEMORY)),
             arch=kw["arch"],
             strides=_parse_strides(strides if isinstance(strides, list) else [strides]),
             timed=not kw["no_timings"],
@@ -196,34 +203,49 @@ def _check(**kw) -> int:
         if opts.tol is not None and not (0 <= opts.tol < 1):
             raise UsageError("--tol must be in [0, 1)")
         jobs = int(pick("jobs", "jobs", 0))  # 0: automatic
+        if jobs < 0 or (kw["jobs"] is not None and kw["jobs"] < 1):
+            raise UsageError("--jobs must be >= 1")
+        jobs = min(jobs, os.cpu_count() or 1)  # never more workers than cores
+        # every output is checked before the audit: no complete-looking report when a write will fail
+        for flag, key in (("--json", "json_path"), ("--html", "html_path")):
+            if kw[key]:
+                check_output_path(kw[key], flag)
     except LipauditError as exc:
-        console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        _error(console, str(exc))
         return 2
     paths = [str(p) for p in kw["models"]]
-    if jobs < 0 or (kw["jobs"] is not None and kw["jobs"] < 1):
-        console.print("[bold red]error:[/] --jobs must be >= 1", markup=True, highlight=False, soft_wrap=True)
-        return 2
     from dataclasses import replace
 
     # one model: threads over its layers (0: one per core); several models with --jobs N: N processes,
     # one thread each, so they do not oversubscribe the cores
     opts = replace(opts, layer_jobs=jobs if len(paths) == 1 else (1 if jobs > 1 else 0))
     reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt == "json", console=console)
+    if reports is None:
+        return 2
     for report in reports:
         if report["verdict"] == "error" and not kw["quiet"]:
-            console.print(f"[bold red]error:[/] {report['findings'][0]['message']}", markup=True, highlight=False, soft_wrap=True)
-    _emit(reports, fmt, kw, console)
+            _error(console, report["findings"][0]["message"])
+    if not _emit(reports, fmt, kw, console):
+        return 2
     return max(EXIT[r["verdict"]] for r in reports)
+
+
+def _error(console, message: str) -> None:
+    """One error line; the message is text (names from files are never markup or terminal codes)."""
+    from rich.text import Text
+
+    from lipaudit.errors import first_line
+    from lipaudit.safe_io import clean_text
+
+    console.print(Text.assemble(("error:", "bold red"), " ", clean_text(first_line(Exception(message)))),
+                  highlight=False, soft_wrap=True)
 
 
 def _run_all(paths, opts, jobs, quiet, console):
     from lipaudit.runner import run_check
 
     if len(paths) > 1 and jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            return list(pool.map(run_check, paths, [opts] * len(paths)))
+        return _in_processes(paths, opts, jobs, console)
     reports = []
     for path in paths:
         interactive = sys.stderr.isatty() and not os.environ.get("CI")  # never animate into a log
@@ -231,6 +253,31 @@ def _run_all(paths, opts, jobs, quiet, console):
             reports.append(_with_progress(path, opts, console))
         else:
             reports.append(run_check(path, opts))
+    return reports
+
+
+def _in_processes(paths, opts, jobs, console):
+    """Models in worker processes; a worker that dies (killed, out of memory) ends the run with exit 2."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lipaudit.exits import worker_init
+    from lipaudit.runner import run_check
+
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(paths)), initializer=worker_init)
+    try:
+        futures = [pool.submit(run_check, p, opts) for p in paths]
+        reports = [f.result() for f in futures]
+    except BrokenProcessPool:
+        _error(console, "a worker process died (killed or out of memory); no report was written")
+        reports = None
+    except BaseException:
+        # Ctrl-C or SIGTERM: stop the workers rather than wait for the other models
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
     return reports
 
 
@@ -250,29 +297,38 @@ def _with_progress(path, opts, console):
         return run_check(path, opts, progress)
 
 
-def _emit(reports, fmt, kw, console):
+def _emit(reports, fmt, kw, console) -> bool:
+    """Write every output; False (nothing written, one error line) when any file cannot be written."""
     from lipaudit.report.json_report import dumps
     from lipaudit.report.table import render_multi, render_table, verdict_line
+    from lipaudit.safe_io import OutputError, StagedWrites
 
     color = console.is_terminal and not os.environ.get("NO_COLOR") or bool(os.environ.get("FORCE_COLOR"))
     if os.environ.get("NO_COLOR"):
         color = False
     width = max(console.width, 100) if console.is_terminal else 200
     payload = dumps(reports[0]) if len(reports) == 1 else dumps({"reports": reports})
+    try:
+        # all files or none: each goes to a temporary file beside it, then all are renamed
+        with StagedWrites() as staged:
+            if kw["json_path"]:
+                staged.stage(kw["json_path"], payload, "--json")
+            if kw["html_path"]:
+                from lipaudit.report.html import render_html
+
+                staged.stage(kw["html_path"], render_html(reports[0]), "--html")
+            staged.commit()
+    except OutputError as exc:
+        _error(console, str(exc))
+        return False
     if fmt == "json":
         sys.stdout.write(payload)
-    if kw["json_path"]:
-        _write(kw["json_path"], payload, console)
-    if kw["html_path"]:
-        from lipaudit.report.html import render_html
-
-        _write(kw["html_path"], render_html(reports[0]), console)
-    if fmt == "json":
-        return
+        sys.stdout.flush()
+        return True
     if kw["quiet"]:
         for r in reports:
             sys.stderr.write(verdict_line(r) + "\n")
-        return
+        return True
     if len(reports) == 1:
         if reports[0]["verdict"] != "error":  # an error was already printed as one line
             sys.stderr.write(render_table(reports[0], width=width, color=color))
@@ -280,14 +336,7 @@ def _emit(reports, fmt, kw, console):
         sys.stderr.write(render_multi(reports, width=width, color=color))
         for r in reports:
             sys.stderr.write(verdict_line(r) + "\n")
-
-
-def _write(path: Path, text: str, console) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        console.print(f"[bold red]error:[/] cannot write {path}: {exc.strerror}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    return True
 
 
 @app.command()
@@ -325,28 +374,17 @@ def ops():
 
 
 @app.command()
+@guarded
 def plot(
     report: Path = typer.Argument(..., help="A JSON report written by lipaudit check --json."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output image (.png or .svg)."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output image (.png, .svg or .pdf)."),
 ):
     """Plot per-layer values (log scale) with the exact norm as reference, and their ratios."""
-    import json
+    from lipaudit.report.plot import read_report, write_plot
+    from lipaudit.safe_io import check_output_path
 
-    from lipaudit.errors import LipauditError
-
-    try:
-        data = json.loads(Path(report).read_text())
-        if "reports" in data:
-            data = data["reports"][0]
-        from lipaudit.report.plot import write_plot
-
-        write_plot(data, str(out))
-    except LipauditError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
-    except (OSError, ValueError, KeyError) as exc:
-        typer.echo(f"error: {report}: not a readable lipaudit report ({type(exc).__name__}: {exc})", err=True)
-        raise typer.Exit(2)
+    check_output_path(out, "--out")
+    write_plot(read_report(str(report)), str(out))
     typer.echo(f"wrote {out}", err=True)
 
 
@@ -360,8 +398,12 @@ Examples:
 
 
 def main() -> None:
+    """The console entry: closed streams, signals and library chatter are handled before any command runs."""
+    from lipaudit.exits import EXIT_INTERRUPTED, prepare_process, say
+
+    prepare_process()
     try:
         app()
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(2)
+    except KeyboardInterrupt:  # outside a command (e.g. while parsing)
+        say("interrupted")
+        sys.exit(EXIT_INTERRUPTED)

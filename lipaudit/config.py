@@ -9,8 +9,10 @@ from lipaudit.errors import UsageError
 
 KEYS = {
     "method", "compare", "input-shape", "input-range", "output", "until", "seed", "iters", "tol", "device",
-    "max-lipschitz", "max-layer-norm", "baseline", "max-increase", "format", "jobs", "trust-pickle", "stride",
+    "max-lipschitz", "max-layer-norm", "baseline", "max-increase", "format", "jobs", "stride", "max-memory",
 }
+# settings that let a file run code: a config file found in some parent folder must never grant them
+TRUST_KEYS = {"trust-pickle", "arch"}
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -39,6 +41,12 @@ def load_config(start: Path | None = None) -> dict[str, Any]:
     except Exception as exc:
         raise UsageError(f"{path}: cannot parse ({exc})") from None
     table = data.get("tool", {}).get("lipaudit", {})
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [tool.lipaudit] is not a table")
+    trusted = sorted(set(table) & TRUST_KEYS)
+    if trusted:
+        raise UsageError(f"{path}: [tool.lipaudit] sets {', '.join(trusted)}; trust is only given on the command line "
+                         f"(--trust-pickle, --arch), never by a config file")
     unknown = set(table) - KEYS
     if unknown:
         raise UsageError(f"{path}: unknown [tool.lipaudit] key(s) {sorted(unknown)}; known: {sorted(KEYS)}")

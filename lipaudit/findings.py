@@ -88,6 +88,11 @@ CODES: dict[str, Code] = {
         Code("LIP120", "data-unusable", "error", "The data given to certify cannot be used.",
              "lipaudit certify needs an .npz with arrays x (inputs as the model takes them) and y (integer labels "
              "in range of the logits), the same number of samples, and finite values."),
+        Code("LIP107", "resource-budget-exceeded", "error", "The audit would need more memory than --max-memory allows.",
+             "Before computing, lipaudit estimates the memory each step needs from the shapes alone (unpacked "
+             "archives, folded constants, every value's size, each method's working set). A step above the budget "
+             "(default 4GB) is refused before it starts, naming the node and the estimate. Raise the budget with "
+             "--max-memory, e.g. --max-memory 8GB, or choose a cheaper method."),
     ]
 }
 

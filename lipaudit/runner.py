@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lipaudit.errors import BaselineError, LipauditError, UsageError
+from lipaudit.budget import DEFAULT_MAX_MEMORY
 from lipaudit.findings import Finding
 
 EXIT = {"pass": 0, "fail": 1, "error": 2}
@@ -41,6 +42,7 @@ class CheckOptions:
     input_range: Any = None  # "LO,HI", "lo,hi;lo,hi;...", "imagenet", or a lipaudit.domain.InputDomain
     expansion: float | None = None  # expansion certificate budget in GMAC (None: default with certified, 0: off)
     attained: bool | None = None  # search the attained lower bound (None: with --method certified)
+    max_memory: int | None = DEFAULT_MAX_MEMORY  # bytes (lipaudit.budget); None: no budget
 
 
 def audit_settings(opts: CheckOptions):
@@ -195,7 +197,7 @@ def _load_options(opts: CheckOptions):
     from lipaudit.loaders import LoadOptions
 
     return LoadOptions(input_shape=opts.input_shape, trust_pickle=opts.trust_pickle, arch=opts.arch,
-                       strides=opts.strides)
+                       strides=opts.strides, max_bytes=opts.max_memory)
 
 
 def _load(path: str, opts: CheckOptions):
@@ -223,13 +225,9 @@ def _findings(result, opts: CheckOptions, baseline, has_graph: bool) -> list[Fin
 
 
 def _read_baseline(path: str) -> dict[str, Any]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-        data["network"]["certified"]["value"] = float(data["network"]["certified"]["value"])
-        return data
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BaselineError(f"--baseline {path}: not a lipaudit JSON report with a network certificate ({type(exc).__name__}: {exc})") from None
+    from lipaudit.baseline import read_baseline
+
+    return read_baseline(path)
 
 
 def _error_report(model, settings_dict, exc: LipauditError, opts: CheckOptions, code: str | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ class LoadOptions:
     trust_pickle: bool = False
     arch: str | None = None
     strides: dict[str, tuple[int, ...]] = field(default_factory=dict)  # state dicts: name pattern -> stride
+    max_bytes: int | None = None  # memory budget (lipaudit.budget); None: unlimited
 
 
 @dataclass
@@ -43,13 +44,10 @@ def sha256(path: str) -> str | None:
 
 
 def require_model_file(path: str) -> None:
-    """One clear error for a path that cannot be a model file."""
-    if not os.path.exists(path):
-        raise ModelLoadError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise ModelLoadError(f"{path}: is a directory, not a model file")
-    if os.path.getsize(path) == 0:
-        raise ModelLoadError(f"{path}: empty file")
+    """One clear error for a path that cannot be a model file (missing, a folder, empty, a FIFO or device)."""
+    from lipaudit.safe_io import require_regular_file
+
+    require_regular_file(path, "model")
 
 
 def detect_format(path: str) -> str:

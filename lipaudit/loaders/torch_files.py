@@ -7,7 +7,8 @@ architecture become a per-layer audit (:mod:`lipaudit.loaders.state_dict`).
 
 Safety: pickles are only ever read with ``torch.load(weights_only=True)``,
 which refuses to import or call anything but tensors and plain containers;
-``--trust-pickle`` is the user's explicit opt-out.
+``.pt2`` archives are inspected first (:mod:`lipaudit.loaders.pt2_archive`); TorchScript is code
+and is refused. ``--trust-pickle`` on the command line is the user's explicit opt-out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lipaudit.errors import InputShapeError, ModelLoadError, first_line
+from lipaudit.errors import InputShapeError, LipauditError, ModelLoadError, first_line
 from lipaudit.loaders import LoadedModel, LoadOptions
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module", "weights")
@@ -45,14 +46,13 @@ def load_torch_file(path: str, fmt: str, options: LoadOptions) -> LoadedModel:
 # -- reading -------------------------------------------------------------------
 
 def _is_torchscript(path: str) -> bool:
+    """torch's own test (a ``constants.pkl`` record), widened to any ``code/`` folder: either means code."""
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+            names = [n.split("/", 1)[-1] for n in zf.namelist()]
     except (zipfile.BadZipFile, OSError):
         return False
-    return any("/code/" in n and n.endswith(".py") for n in names) and any(
-        n.endswith("constants.pkl") for n in names
-    )
+    return any(n == "constants.pkl" or n.startswith("code/") for n in names)
 
 
 def _safe_load(path: str, options: LoadOptions) -> Any:
@@ -130,12 +130,19 @@ def find_state_dict(obj: Any, path: str) -> dict[str, np.ndarray]:
 # -- graphs --------------------------------------------------------------------
 
 def _from_exported(path: str, options: LoadOptions) -> LoadedModel:
-    import torch
+    from lipaudit.loaders.pt2_archive import load_exported_program
 
     try:
         with _quiet():
-            program = torch.export.load(path)
+            program = load_exported_program(path, options.max_bytes)
+    except LipauditError:
+        raise
     except Exception as exc:
+        import pickle
+
+        if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc):
+            raise ModelLoadError(f"{path}: refusing to unpickle a Python object stored in the .pt2 archive "
+                                 f"(only tensors are read from it)") from None
         raise ModelLoadError(f"{path}: not a readable torch.export archive ({first_line(exc)})") from None
     try:
         import onnxscript  # noqa: F401  (torch's exporter for exported programs needs it)
@@ -146,6 +153,12 @@ def _from_exported(path: str, options: LoadOptions) -> LoadedModel:
 
 
 def _from_torchscript(path: str, options: LoadOptions) -> LoadedModel:
+    if not options.trust_pickle:
+        # torch.jit.load runs the archive's code (__setstate__ and friends) while loading
+        raise ModelLoadError(
+            f"{path}: refusing to load a TorchScript archive because loading runs code from the file; "
+            f"pass --trust-pickle only if you trust it, or export a .onnx / .pt2 file instead"
+        )
     import torch
 
     try:

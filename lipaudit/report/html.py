@@ -6,6 +6,7 @@ import base64
 import html
 from typing import Any
 
+from lipaudit.safe_io import clean_text
 from lipaudit.report.table import KIND_TAG, fmt, value_columns
 
 CSS = """
@@ -17,7 +18,9 @@ th{background:#f4f4f4}td.l{text-align:left}.upper{color:#1a7f37}.exact{color:#09
 
 
 def render_html(report: dict[str, Any]) -> str:
-    e = html.escape
+    def e(value) -> str:
+        return html.escape(clean_text(value))
+
     cols = value_columns(report)
     compare_exact = "exact" in cols
     parts = [

@@ -121,7 +121,11 @@ def _clean(obj):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+    if isinstance(obj, (str, bytes, bytearray)):
+        from lipaudit.safe_io import clean_json
+
+        return clean_json(obj)  # names from a file: invalid UTF-8 decoded with replacement
+    if hasattr(obj, "item"):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")

@@ -48,16 +48,16 @@ def figure(report: dict[str, Any]):
     ax = axes[0, 0]
     xs = list(range(n))
     for m in methods:
-        ys = [float(l["values"][m]["value"]) if m in l["values"] else float("nan") for l in layers]
+        ys = [_num(l["values"][m]["value"]) if m in l["values"] else float("nan") for l in layers]
         ax.plot(xs, ys, label=_label(m, layers), **STYLE.get(m, dict(marker=".", linestyle="none")))
     ax.set_yscale("log")
     ax.set_ylabel("layer norm (log)")
     ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(len(methods), 4), loc="upper right")
-    title = report["model"]["path"]
+    title = _plain(report["model"]["path"])
     net = report.get("network", {})
     if "certified" in net:
-        title += f" — certified network bound {float(net['certified']['value']):.4g}"
+        title += f" — certified network bound {_num(net['certified']['value']):.4g}"
         if net["certified"].get("valid_on") is not None:
             title += " (on the input domain only)"
     ax.set_title(title, fontsize=10)
@@ -67,7 +67,7 @@ def figure(report: dict[str, Any]):
         for m in methods:
             if m in ("exact", "certified"):
                 continue
-            ys = [float(l["ratios"][f"{m}/exact"]) if f"{m}/exact" in l.get("ratios", {}) else float("nan") for l in layers]
+            ys = [_num(l["ratios"][f"{m}/exact"]) if f"{m}/exact" in l.get("ratios", {}) else float("nan") for l in layers]
             rx.plot(xs, ys, label=f"{m}/exact", **STYLE.get(m, {}))
         rx.axhline(1.0, color="black", linewidth=0.8)
         rx.set_ylabel("ratio to exact")
@@ -82,20 +82,86 @@ def figure(report: dict[str, Any]):
     return fig
 
 
+def _num(value) -> float:
+    from lipaudit.baseline import number
+
+    try:
+        return number(value)
+    except TypeError as exc:
+        raise LipauditError(f"not a lipaudit report: {exc}") from None
+
+
 def _label(method: str, layers) -> str:
     kinds = {l["values"][method]["kind"] for l in layers if method in l["values"]}
     return f"{method} ({'/'.join(sorted(kinds))})"
 
 
+def _plain(text) -> str:
+    """Text from a file for matplotlib: printable, and ``$`` never starts mathtext."""
+    from lipaudit.safe_io import clean_text
+
+    return clean_text(text).replace("$", r"\$")
+
+
 def _short(name: str, limit: int = 28) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    name = str(name)
+    return _plain(name if len(name) <= limit else "…" + name[-(limit - 1):])
+
+
+def read_report(path: str) -> dict[str, Any]:
+    """A JSON report from a file, checked against the report schema (one clear error when it is not one)."""
+    import json
+
+    from lipaudit.safe_io import require_regular_file
+
+    require_regular_file(path, "report", error=LipauditError)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise LipauditError(f"{path}: not a readable JSON report ({type(exc).__name__}: {exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("reports"), list) and data["reports"]:
+        data = data["reports"][0]
+    _validate(data, path)
+    return data
+
+
+def _validate(data: Any, path: str) -> None:
+    try:
+        import jsonschema
+    except ImportError:
+        jsonschema = None
+    if jsonschema is not None:
+        from lipaudit.report.json_report import schema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema()).iter_errors(data))
+        if error is not None:
+            where = "/".join(map(str, error.absolute_path)) or "top level"
+            raise LipauditError(f"{path}: not a lipaudit report ({where}: {error.message[:200]})")
+        return
+    ok = isinstance(data, dict) and isinstance(data.get("layers"), list) and isinstance(data.get("model"), dict) and all(
+        isinstance(l, dict) and isinstance(l.get("values"), dict) for l in data["layers"])
+    if not ok:
+        raise LipauditError(f"{path}: not a lipaudit report (expected model, layers[].values)")
 
 
 def write_plot(report: dict[str, Any], path: str) -> None:
+    """The figure, written atomically; the format follows the suffix (png, svg, pdf)."""
+    import os
+
+    from lipaudit.safe_io import atomic_write
+
+    suffix = os.path.splitext(path)[1].lower().lstrip(".")
+    if suffix not in ("png", "svg", "pdf"):
+        raise LipauditError(f"--out {path}: choose a .png, .svg or .pdf file")
     plt = _pyplot()
     fig = figure(report)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=suffix, dpi=120)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buf.getvalue(), "--out")
 
 
 def png_bytes(report: dict[str, Any]) -> bytes:

@@ -21,6 +21,15 @@ def fmt(value: Any) -> str:
     return f"{value:.4f}"
 
 
+def _txt(value, style: str = ""):
+    """Text from a file (names, paths, messages): printed as is, never as markup or terminal codes."""
+    from rich.text import Text
+
+    from lipaudit.safe_io import clean_text
+
+    return Text(clean_text(value), style=style)
+
+
 def _cell(v: dict | None):
     from rich.text import Text
 
@@ -59,7 +68,7 @@ def render_table(report: dict[str, Any], width: int = 160, color: bool = False) 
 
     cols = value_columns(report)
     compare_exact = "exact" in cols
-    table = Table(title=f"lipaudit — {report['model']['path']}", title_justify="left", header_style="bold", expand=False)
+    table = Table(title=_txt(f"lipaudit — {report['model']['path']}"), title_justify="left", header_style="bold", expand=False)
     table.add_column("#", justify="right", style="dim")
     table.add_column("layer", overflow="fold", max_width=40)
     table.add_column("op")
@@ -79,7 +88,7 @@ def render_table(report: dict[str, Any], width: int = 160, color: bool = False) 
         values = layer["values"]
         kernel = _shape(layer.get("kernel_shape") or layer.get("weight_shape"))
         row = [
-            str(i), layer["name"], layer["op"], kernel, _shape(layer.get("strides")),
+            str(i), _txt(layer["name"]), _txt(layer["op"]), kernel, _shape(layer.get("strides")),
             _shape((layer.get("input_shape") or [])[2:]) if layer.get("kernel_shape") else _shape(layer.get("input_shape")),
             _folded(layer["folded"]),
         ]
@@ -111,7 +120,7 @@ def render_summary(report: dict[str, Any]):
     grid.add_column()
     unavailable = report["network"].get("unavailable")
     if unavailable:
-        grid.add_row("network", Text(unavailable["message"], style="yellow"))
+        grid.add_row("network", _txt(unavailable["message"], style="yellow"))
     for comp, nv in report["network"].items():
         if comp == "unavailable":
             continue
@@ -129,10 +138,10 @@ def render_summary(report: dict[str, Any]):
             if exp.get("stopped_sweeps") or exp.get("budget_exhausted"):
                 text.append(f", {exp.get('stopped_sweeps', 0)} segment sweep(s) fell back to the product", style="dim")
         grid.add_row(label, text)
-    grid.add_row("outputs", ", ".join(report["model"].get("outputs", [])) or "-")
+    grid.add_row("outputs", _txt(", ".join(map(str, report["model"].get("outputs", []))) or "-"))
     for f in report["findings"]:
         style = {"error": "red", "warning": "yellow", "info": "dim"}[f["severity"]]
-        grid.add_row(Text(f["code"], style=style), Text(f"{f['name']}: {f['message']}", style=style))
+        grid.add_row(_txt(f["code"], style=style), _txt(f"{f['name']}: {f['message']}", style=style))
     verdict = report["verdict"]
     grid.add_row("verdict", Text(verdict.upper(), style=VERDICT_STYLE[verdict]))
     grid.add_row("time", f"{report['elapsed_s']:.2f}s")
@@ -168,7 +177,9 @@ def verdict_line(report: dict[str, Any]) -> str:
         extra = f" {main}={fmt(nv['value'])} ({nv['kind']})"
     errors = [f for f in report["findings"] if f["severity"] == "error"]
     why = f" — {errors[0]['code']} {errors[0]['message']}" if errors else ""
-    return f"{report['verdict'].upper()} {report['model']['path']}: {value}{extra}{why}"
+    from lipaudit.safe_io import clean_text
+
+    return clean_text(f"{report['verdict'].upper()} {report['model']['path']}: {value}{extra}{why}")
 
 
 def render_multi(reports: list[dict[str, Any]], width: int = 160, color: bool = False) -> str:
@@ -187,7 +198,7 @@ def render_multi(reports: list[dict[str, Any]], width: int = 160, color: bool = 
         main = net.get(method) if method != "certified" else None
         cert = net.get("certified")
         table.add_row(
-            r["model"]["path"], str(len(r.get("layers", []))), method,
+            _txt(r["model"]["path"]), str(len(r.get("layers", []))), _txt(method),
             _cell(main) if main else Text("-"), _cell(cert) if cert else Text("-"),
             Text(r["verdict"].upper(), style=VERDICT_STYLE[r["verdict"]]), f"{r['elapsed_s']:.2f}s",
         )
