@@ -394,7 +394,7 @@ app.command("certify", epilog="""\b
 Examples:
   lipaudit certify model.onnx --data test.npz --eps 0.05,0.1,0.2
   lipaudit certify model.onnx --data test.npz --plot curve.png --min-certified-accuracy 0.6@0.1
-""")(certify_command)
+""")(guarded(certify_command))
 
 
 def main() -> None:
