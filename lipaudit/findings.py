@@ -67,6 +67,13 @@ CODES: dict[str, Code] = {
              "network certifiable: --input-range for products of input-dependent tensors and unbounded slopes, or "
              "--until/--output to certify the network up to a value before the refused node (lipaudit nodes MODEL "
              "lists node names and values). The run exits 0 unless a gate that needs the network was asked for."),
+        Code("LIP014", "eps-normalisation-constant", "info",
+             "A normalisation layer's global constant comes from its eps: 1/sqrt(eps) times the scale.",
+             "LayerNormalization, GroupNormalization, InstanceNormalization and their spelled-out form "
+             "(x - mean) / sqrt(var + eps) have the exact global Lipschitz constant ||diag(gamma) P|| / sqrt(eps), "
+             "attained where a group's entries are all equal. With eps = 1e-5 or 1e-6 it is a factor of several "
+             "hundred per layer: the certificate is sound, but it says more about eps than about the trained "
+             "network. The message gives the factor; a bound on a stated input domain can be much smaller."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
         Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",

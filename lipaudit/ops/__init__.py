@@ -99,8 +99,8 @@ def rule(
 def load_rules() -> dict[str, Rule]:
     """Import every rule module (they register themselves) and return the registry."""
     from lipaudit.ops import (  # noqa: F401
-        activations, arithmetic, conv, dense, domain_elementwise, intervals, normalization, pooling, refused, resize,
-        structural,
+        activations, arithmetic, conv, dense, domain_elementwise, intervals, normalization, patterns, pooling, refused,
+        resize, standardize, structural,
     )
 
     return RULES

@@ -69,8 +69,15 @@ def pow_exponent(node, ctx) -> float | None:
 
 @rule("Exp", "Log", "Sqrt", "Reciprocal", inputs={"input": DATA, "X": DATA}, attrs=("consumed_inputs",), kind="domain",
       constant="on --input-range only: the largest |slope| over the input's interval (exp(hi), 1/lo, 1/(2 sqrt(lo)), "
-               "1/min|x|^2); refused without a domain")
+               "1/min|x|^2); refused without a domain. Globally 1 for log(c + exp(u)), c > 0 (Softplus spelled out)")
 def unbounded_slope(node, ctx):
+    if node.op == "Log":
+        from lipaudit.ops.patterns import log_one_plus_exp
+
+        u = log_one_plus_exp(ctx, node)
+        if u is not None:  # slope exp(u) / (c + exp(u)) in (0, 1) on the whole line
+            ctx.note_factor(node, 1.0, "log(c + exp(u)) (Softplus)")
+            return [ctx.lip(u)]
     return _domain_slope(node, ctx)
 
 

@@ -10,11 +10,8 @@ from lipaudit.ops import rule
 
 HINT = "use --output/--until to certify up to a value before it"
 UNBOUNDED = {
-    "InstanceNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
-    "LayerNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
-    "GroupNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
     "LpNormalization": "normalisation by an input-dependent norm has no global Lipschitz constant",
-    "MeanVarianceNormalization": "no rule is implemented yet for normalisation by the input's standard deviation",
+    "MeanVarianceNormalization": "divides by sqrt(var) + 1e-9: its best global constant is 1e9, so no rule is given",
     "LRN": "no sound Lipschitz rule is implemented for local response normalisation (cross-channel division)",
 }
 DISCONTINUOUS = {

@@ -77,6 +77,9 @@ RECIPES.update({
     "Tile": (17, {"input": X, "repeats": ints(1, 1, 2, 1)}, {}),
     "Concat": (17, {"inputs": [X, f(1, 3, 4, 4)]}, {"axis": 1}),
     "Pad": (18, {"data": X, "pads": ints(1, 2, 0, 1), "constant_value": np.array(0.5), "axes": ints(2, 3)}, {}),
+    "LayerNormalization": (17, {"X": X, "Scale": f(4), "B": f(2, 4, 4)}, {"axis": -1, "epsilon": 0.1}),
+    "GroupNormalization": (21, {"X": X, "scale": f(2), "bias": f(2)}, {"num_groups": 1, "epsilon": 0.1}),
+    "InstanceNormalization": (17, {"input": X, "scale": f(2), "B": f(2)}, {"epsilon": 0.1}),
 })
 # rules certified on --input-range only: certified on this box, refused without one
 DOMAIN_BOX = (0.5, 2.0)
