@@ -55,6 +55,7 @@ class HopmResult:
     values: np.ndarray  # best value per group
     iterations: int
     converged: bool
+    vectors: tuple[np.ndarray, ...] | None = None  # final (u1, u2, *spatial) of every start, (G, B, n) each
 
 
 def _normalize(v: np.ndarray) -> np.ndarray:
@@ -143,7 +144,8 @@ def tensor_spectral_norm(kernels: np.ndarray, settings: HopmSettings = HopmSetti
     # the float32 sweeps may round slightly up: report |K(u)| of the final vectors in float64,
     # a value attained by unit vectors and hence <= ||K||_sigma
     final = np.ldexp(_value64(K64, u1, u2, spatial), -exponent)
-    return HopmResult(values=final, iterations=it, converged=converged and bool(np.all(np.isfinite(final))))
+    return HopmResult(values=final, iterations=it, converged=converged and bool(np.all(np.isfinite(final))),
+                      vectors=(u1, u2, *spatial))
 
 
 def _best_spatial(N: np.ndarray, spatial: list[np.ndarray]) -> list[np.ndarray]:
