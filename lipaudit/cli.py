@@ -16,6 +16,29 @@ import typer
 from lipaudit import __version__
 from lipaudit.exits import guarded
 
+from enum import Enum
+
+
+class Method(str, Enum):
+    tn = "tn"
+    f4 = "f4"
+    fro = "fro"
+    certified = "certified"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    github = "github"
+    junit = "junit"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -45,12 +68,29 @@ def _version(value: bool):
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ):
-    pass
+    """Settings of ``[tool.lipaudit]`` become the check command's defaults (click's default_map)."""
+    if ctx.invoked_subcommand != "check" or ctx.resilient_parsing:
+        return
+    from lipaudit.config import default_map, load_config
+    from lipaudit.errors import LipauditError
+    from lipaudit.suppress import parse_waivers
+
+    try:
+        table, path = load_config()
+        command = ctx.command.get_command(ctx, "check")
+        defaults = default_map(command, ctx, table, path) if table else {}
+        waivers = parse_waivers(table.get("waive"), f"{path}: [[tool.lipaudit.waive]]") if table else ()
+    except LipauditError as exc:
+        _error(_err_console(), str(exc))
+        raise typer.Exit(2)
+    ctx.default_map = {"check": defaults}
+    ctx.obj = {"waivers": waivers, "config": path}
 
 
-def _parse_shape(text: str):
+def _parse_shape(text: str, label: str = "--input-shape"):
     """``1,3,224,224`` or ``name:1,3,224,224`` (several separated by ';')."""
     from lipaudit.errors import UsageError
 
@@ -60,29 +100,29 @@ def _parse_shape(text: str):
         try:
             shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
         except ValueError:
-            raise UsageError(f"--input-shape {text!r}: expected comma-separated integers, e.g. 1,3,224,224") from None
+            raise UsageError(f"{label} {text!r}: expected comma-separated integers, e.g. 1,3,224,224") from None
         if not shape or min(shape) < 1:
-            raise UsageError(f"--input-shape {text!r}: every dimension must be a positive integer")
+            raise UsageError(f"{label} {text!r}: every dimension must be a positive integer")
         shapes[name] = shape
     if list(shapes) == [""]:
         return shapes[""]
     return shapes
 
 
-def _parse_fraction(text: str) -> float:
+def _parse_fraction(text: str, label: str = "--max-increase") -> float:
     from lipaudit.errors import UsageError
 
     t = str(text).strip()
     try:
         value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
-        raise UsageError(f"--max-increase {text!r}: expected e.g. 5% or 0.05") from None
+        raise UsageError(f"{label} {text!r}: expected e.g. 5% or 0.05") from None
     from lipaudit.baseline import check_threshold
 
-    return check_threshold("--max-increase", value)
+    return check_threshold(label, value)
 
 
-def _parse_strides(items: list[str]) -> dict[str, tuple[int, ...]]:
+def _parse_strides(items: list[str], label: str = "--stride") -> dict[str, tuple[int, ...]]:
     from lipaudit.errors import UsageError
 
     out = {}
@@ -91,7 +131,7 @@ def _parse_strides(items: list[str]) -> dict[str, tuple[int, ...]]:
         try:
             out[pattern or "*"] = tuple(int(v) for v in value.split(","))
         except ValueError:
-            raise UsageError(f"--stride {item!r}: expected PATTERN=S or PATTERN=SH,SW") from None
+            raise UsageError(f"{label} {item!r}: expected PATTERN=S or PATTERN=SH,SW") from None
     return out
 
 
@@ -101,29 +141,46 @@ def _err_console():
     return Console(stderr=True, highlight=False)
 
 
+def _source(ctx, name: str) -> str:
+    """Where a parameter's value came from: COMMANDLINE, ENVIRONMENT, DEFAULT_MAP or DEFAULT."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return source.name if source is not None else "DEFAULT"
+
+
+def _label(ctx, name: str, flag: str) -> str:
+    """How to name a setting in an error: the flag, or the config key it came from."""
+    return f"[tool.lipaudit] {flag.lstrip('-')}" if _source(ctx, name) == "DEFAULT_MAP" else flag
+
+
 @app.command(epilog=EXAMPLES)
 @guarded
 def check(
+    ctx: typer.Context,
     models: List[Path] = typer.Argument(..., help="Model file(s): .onnx, .pt/.pth (state dict, checkpoint, TorchScript), .pt2, .safetensors."),
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="Per-layer method composed into the main network number: tn (default), f4, fro, certified."),
+    method: Method = typer.Option("tn", "--method", "-m", help="Per-layer method composed into the main network number: tn (default), f4, fro, certified."),
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Extra methods per layer, comma-separated or repeated: exact, f4, fro, fft, symbol."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,224,224 (or NAME:1,3,224,224)."),
-    output: Optional[List[str]] = typer.Option(None, "--output", "-o", help="Certify the map to this value only (repeatable)."),
+    output: Optional[List[str]] = typer.Option(None, "--output", help="Certify the map to this value (graph output or any tensor name) only; repeatable."),
     until: Optional[str] = typer.Option(None, "--until", help="Certify the map to this node's output."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="Certify on this input domain only: LO,HI (e.g. -3,3), one LO,HI pair per channel separated by ';', or 'imagenet' (pixels in [0,1], normalised). Products of input-dependent tensors (gates, attention) are then certified, and the network number holds on the domain only."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random starts (default 0); same seed, same numbers."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random starts (default 0); same seed, same numbers."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Iteration cap of HOPM and power iteration."),
     tol: Optional[float] = typer.Option(None, "--tol", help="Relative convergence tolerance of the iterative methods."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda for the exact-norm power iteration (default: cuda when available)."),
+    device: Device = typer.Option("auto", "--device", help="cpu or cuda for the exact-norm power iteration (default auto: cuda when available)."),
     max_lipschitz: Optional[float] = typer.Option(None, "--max-lipschitz", help="Fail (exit 1) when the certified network bound exceeds this."),
     max_layer_norm: Optional[float] = typer.Option(None, "--max-layer-norm", help="Fail when any layer's certified norm exceeds this."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="An earlier JSON report to compare against."),
-    max_increase: Optional[str] = typer.Option(None, "--max-increase", help="Allowed growth over --baseline, e.g. 5% (default 0%)."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="table (default, on stderr) or json (on stdout)."),
+    max_increase: Optional[str] = typer.Option(None, "--max-increase", help="Allowed growth over --baseline, e.g. 5% (default 0%); needs --baseline."),
+    allow_baseline_mismatch: bool = typer.Option(False, "--allow-baseline-mismatch", help="Compare with a baseline computed with other settings anyway (finding LIP030); without it such a baseline is refused (exit 2)."),
+    select: Optional[List[str]] = typer.Option(None, "--select", help="Report only these finding codes, e.g. LIP001,LIP003 (repeatable)."),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="Drop these finding codes, e.g. LIP007 (repeatable). Run errors (LIP1xx) cannot be dropped."),
+    fmt: Format = typer.Option("table", "--format", "-f", help="table (default, on stderr); json, sarif, github or junit (on stdout)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     html_path: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report (table + figure)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallelism: threads over layers for one model (default: one per core), processes over models for several."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="Per-layer details (iterations, convergence, methods tried) and log messages; -vv for debug logs."),
+    wide: bool = typer.Option(False, "--wide", help="Show every table column, however wide the terminal."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Parallelism: threads over layers for one model (default: one per core), processes over models for several."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules and TorchScript (runs code from the file!). Only on the command line, never from a config file."),
     arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
@@ -137,58 +194,47 @@ def check(
 
 
 def _check(**kw) -> int:
-    from lipaudit.config import load_config
     from lipaudit.errors import LipauditError, UsageError
     from lipaudit.baseline import check_threshold
     from lipaudit.budget import DEFAULT_MAX_MEMORY, parse_size
     from lipaudit.runner import EXIT, CheckOptions
     from lipaudit.safe_io import check_output_path
+    from lipaudit.suppress import Suppressions, parse_codes
 
     console = _err_console()
+    ctx = kw["ctx"]
+    root_obj = ctx.find_root().obj or {}
     try:
-        cfg = load_config()
-
-        def pick(name, key, default=None):
-            value = kw[name]
-            if value is None or value == []:
-                value = cfg.get(key, default)
-            return value
-
-        compare = []
-        for item in pick("compare", "compare", []) or []:
-            compare += [c.strip() for c in str(item).split(",") if c.strip()]
-        fmt = pick("fmt", "format", "table")
-        if fmt not in ("table", "json"):
-            raise UsageError(f"--format {fmt!r}: choose table or json")
-        device = pick("device", "device", "auto")
-        if device not in ("auto", "cpu", "cuda"):
-            raise UsageError(f"--device {device!r}: choose cpu or cuda")
-        shape = pick("input_shape", "input-shape")
-        outputs = pick("output", "output", []) or []
-        if isinstance(outputs, str):
-            outputs = [outputs]
-        strides = pick("stride", "stride", []) or []
+        compare = [c.strip() for item in kw["compare"] or [] for c in str(item).split(",") if c.strip()]
+        fmt = kw["fmt"].value
+        if kw["max_increase"] is not None and kw["baseline"] is None \
+                and _source(ctx, "max_increase") == "COMMANDLINE":
+            raise UsageError("--max-increase needs --baseline (the report to compare with)")
         opts = CheckOptions(
-            method=pick("method", "method", "tn"),
+            method=kw["method"].value,
             compare=tuple(dict.fromkeys(compare)),
-            input_shape=_parse_shape(str(shape)) if shape else None,
-            outputs=tuple(outputs),
-            until=pick("until", "until"),
-            input_range=pick("input_range", "input-range"),
-            seed=int(pick("seed", "seed", 0)),
-            iters=pick("iters", "iters"),
-            tol=pick("tol", "tol"),
-            device=device,
-            max_lipschitz=check_threshold("--max-lipschitz", pick("max_lipschitz", "max-lipschitz")),
-            max_layer_norm=check_threshold("--max-layer-norm", pick("max_layer_norm", "max-layer-norm")),
-            baseline=str(pick("baseline", "baseline")) if pick("baseline", "baseline") else None,
-            max_increase=_parse_fraction(pick("max_increase", "max-increase", "0")),
-            trust_pickle=bool(kw["trust_pickle"]),  # trust comes from the command line only, never a config file
-            max_memory=parse_size(pick("max_memory", "max-memory", DEFAULT_MAX_MEMORY)),
+            input_shape=_parse_shape(kw["input_shape"], _label(ctx, "input_shape", "--input-shape")) if kw["input_shape"] else None,
+            outputs=tuple(kw["output"] or ()),
+            until=kw["until"],
+            input_range=kw["input_range"],
+            seed=kw["seed"],
+            iters=kw["iters"],
+            tol=kw["tol"],
+            device=kw["device"].value,
+            max_lipschitz=check_threshold(_label(ctx, "max_lipschitz", "--max-lipschitz"), kw["max_lipschitz"]),
+            max_layer_norm=check_threshold(_label(ctx, "max_layer_norm", "--max-layer-norm"), kw["max_layer_norm"]),
+            baseline=str(kw["baseline"]) if kw["baseline"] else None,
+            max_increase=_parse_fraction(kw["max_increase"] or "0", _label(ctx, "max_increase", "--max-increase")),
+            trust_pickle=kw["trust_pickle"],  # never from a config file
+            max_memory=parse_size(kw["max_memory"] or DEFAULT_MAX_MEMORY),
             arch=kw["arch"],
-            strides=_parse_strides(strides if isinstance(strides, list) else [strides]),
+            strides=_parse_strides(kw["stride"] or [], _label(ctx, "stride", "--stride")),
             timed=not kw["no_timings"],
-            expansion=pick("expansion_budget", "expansion-budget"),
+            expansion=kw["expansion_budget"],
+            suppress=Suppressions(select=parse_codes(kw["select"], _label(ctx, "select", "--select")),
+                                  ignore=parse_codes(kw["ignore"], _label(ctx, "ignore", "--ignore")),
+                                  waivers=tuple(root_obj.get("waivers", ()))),
+            allow_baseline_mismatch=kw["allow_baseline_mismatch"],
         )
         if opts.expansion is not None and not (float(opts.expansion) >= 0):
             raise UsageError("--expansion-budget must be >= 0")
@@ -196,15 +242,18 @@ def _check(**kw) -> int:
 
         from lipaudit.runner import input_domain
 
-        AuditSettings(method=opts.method, compare=opts.compare)  # validate early: a usage error, exit 2
+        try:
+            AuditSettings(method=opts.method, compare=opts.compare)  # validate early: a usage error, exit 2
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("--compare", _label(ctx, "compare", "--compare"))) from None
         input_domain(opts.input_range)
         if opts.iters is not None and opts.iters < 1:
-            raise UsageError("--iters must be >= 1")
+            raise UsageError(f"{_label(ctx, 'iters', '--iters')} must be >= 1")
         if opts.tol is not None and not (0 <= opts.tol < 1):
-            raise UsageError("--tol must be in [0, 1)")
-        jobs = int(pick("jobs", "jobs", 0))  # 0: automatic
-        if jobs < 0 or (kw["jobs"] is not None and kw["jobs"] < 1):
-            raise UsageError("--jobs must be >= 1")
+            raise UsageError(f"{_label(ctx, 'tol', '--tol')} must be in [0, 1)")
+        jobs = kw["jobs"]
+        if jobs < 0 or (jobs == 0 and _source(ctx, "jobs") != "DEFAULT"):
+            raise UsageError(f"{_label(ctx, 'jobs', '--jobs')} must be >= 1")
         jobs = min(jobs, os.cpu_count() or 1)  # never more workers than cores
         # every output is checked before the audit: no complete-looking report when a write will fail
         for flag, key in (("--json", "json_path"), ("--html", "html_path")):
@@ -213,13 +262,14 @@ def _check(**kw) -> int:
     except LipauditError as exc:
         _error(console, str(exc))
         return 2
+    _logging(kw["verbose"])
     paths = [str(p) for p in kw["models"]]
     from dataclasses import replace
 
     # one model: threads over its layers (0: one per core); several models with --jobs N: N processes,
     # one thread each, so they do not oversubscribe the cores
     opts = replace(opts, layer_jobs=jobs if len(paths) == 1 else (1 if jobs > 1 else 0))
-    reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt == "json", console=console)
+    reports = _run_all(paths, opts, jobs, quiet=kw["quiet"] or fmt != "table", console=console)
     if reports is None:
         return 2
     for report in reports:
@@ -239,6 +289,16 @@ def _error(console, message: str) -> None:
 
     console.print(Text.assemble(("error:", "bold red"), " ", clean_text(first_line(Exception(message)))),
                   highlight=False, soft_wrap=True)
+
+
+def _logging(verbose: int) -> None:
+    """-v: lipaudit's log messages on stderr (INFO); -vv: DEBUG. Silent otherwise."""
+    import logging
+
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
+                            format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("lipaudit").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _run_all(paths, opts, jobs, quiet, console):
@@ -321,8 +381,8 @@ def _emit(reports, fmt, kw, console) -> bool:
     except OutputError as exc:
         _error(console, str(exc))
         return False
-    if fmt == "json":
-        sys.stdout.write(payload)
+    if fmt != "table":  # machine formats on stdout; stderr carries only error lines, as for json
+        sys.stdout.write(payload if fmt == "json" else _machine_format(fmt, reports))
         sys.stdout.flush()
         return True
     if kw["quiet"]:
@@ -337,6 +397,20 @@ def _emit(reports, fmt, kw, console) -> bool:
         for r in reports:
             sys.stderr.write(verdict_line(r) + "\n")
     return True
+
+
+def _machine_format(fmt: str, reports) -> str:
+    if fmt == "sarif":
+        from lipaudit.report.sarif import render_sarif
+
+        return render_sarif(reports)
+    if fmt == "github":
+        from lipaudit.report.github import render_github
+
+        return render_github(reports)
+    from lipaudit.report.junit import render_junit
+
+    return render_junit(reports)
 
 
 @app.command()

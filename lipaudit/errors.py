@@ -56,6 +56,12 @@ class BaselineError(LipauditError):
     code = "LIP105"
 
 
+class BaselineMismatch(BaselineError):
+    """The ``--baseline`` report was computed with other settings than this run: not comparable."""
+
+    code = "LIP130"
+
+
 class DataError(LipauditError):
     """Data given to ``certify`` is unusable: missing arrays, wrong shapes, labels out of range, NaN."""
 

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# where docs/findings.md is published; every code has a section there (help links in SARIF)
+DOCS_URL = "https://github.com/lipaudit/lipaudit/blob/main/docs/findings.md"
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
 @dataclass(frozen=True)
 class Code:
     code: str
@@ -13,6 +19,24 @@ class Code:
     severity: str  # error (fails the run) | warning | info
     summary: str
     explanation: str
+
+    @property
+    def anchor(self) -> str:
+        """The section of docs/findings.md (GitHub's anchor for ``## LIP001 network-bound-exceeded``)."""
+        return f"{self.code.lower()}-{self.name}"
+
+    @property
+    def help_uri(self) -> str:
+        return f"{DOCS_URL}#{self.anchor}"
+
+
+def findings_markdown() -> str:
+    """docs/findings.md: one section per code (generated; a test keeps the file in sync)."""
+    lines = ["# Finding codes", "", "Generated from `lipaudit/findings.py` (`lipaudit explain CODE` prints the same text).",
+             "Severity `error` fails the run (exit 1), or, for LIP1xx, means it could not decide (exit 2).", ""]
+    for c in CODES.values():
+        lines += [f"## {c.code} {c.name}", "", f"Severity: `{c.severity}`.", "", c.summary, "", c.explanation, ""]
+    return "\n".join(lines)
 
 
 CODES: dict[str, Code] = {
@@ -53,9 +77,6 @@ CODES: dict[str, Code] = {
              "The model declares a dynamic batch (symbolic, -1 or 0). lipaudit certifies the map of one sample and "
              "checks that no op combines samples (the batch stays on axis 0 of every value and no op acts along it), "
              "so the constant holds for every batch size. Give --input-shape to certify a fixed batch instead."),
-        Code("LIP020", "certified-accuracy-below", "error", "Certified accuracy at an eps is below --min-certified-accuracy.",
-             "lipaudit certify: the fraction of samples that are classified correctly and whose certified l2 radius "
-             "margin / (sqrt(2) L) exceeds eps is below the threshold given as ACC@EPS."),
         Code("LIP012", "domain-certificate", "info", "The network bound holds on the --input-range domain only.",
              "Some factors (products of input-dependent tensors such as squeeze-excite gates or attention, "
              "divisions by input-dependent values, exp/log/sqrt/powers) have no global Lipschitz constant; they were "
@@ -74,6 +95,16 @@ CODES: dict[str, Code] = {
              "attained where a group's entries are all equal. With eps = 1e-5 or 1e-6 it is a factor of several "
              "hundred per layer: the certificate is sound, but it says more about eps than about the trained "
              "network. The message gives the factor; a bound on a stated input domain can be much smaller."),
+        Code("LIP020", "certified-accuracy-below", "error", "Certified accuracy at an eps is below --min-certified-accuracy.",
+             "lipaudit certify: the fraction of samples that are classified correctly and whose certified l2 radius "
+             "margin / (sqrt(2) L) exceeds eps is below the threshold given as ACC@EPS."),
+        Code("LIP030", "baseline-settings-differ", "warning", "The baseline was computed differently; compared anyway.",
+             "--allow-baseline-mismatch compared the certified bound with a baseline computed with other settings "
+             "(method, per-layer methods, input shape, outputs, domain or solver settings). The change in the number "
+             "then mixes the model's change with the settings' change."),
+        Code("LIP031", "baseline-other-version", "info", "The baseline was written by another lipaudit version.",
+             "Bounds can change slightly between versions (e.g. a tighter rule). The comparison was made; "
+             "regenerate the baseline with this version to be sure a change comes from the model."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
         Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",
@@ -100,6 +131,11 @@ CODES: dict[str, Code] = {
              "archives, folded constants, every value's size, each method's working set). A step above the budget "
              "(default 4GB) is refused before it starts, naming the node and the estimate. Raise the budget with "
              "--max-memory, e.g. --max-memory 8GB, or choose a cheaper method."),
+        Code("LIP130", "baseline-mismatch", "error", "The baseline was computed differently: not compared.",
+             "A regression check compares like with like. The baseline report records a different method, "
+             "per-layer methods, input shape, outputs, input domain or solver settings, so its certified bound is "
+             "not comparable; the message names each difference. Regenerate the baseline with the same settings, "
+             "or pass --allow-baseline-mismatch to compare anyway (finding LIP030). The run exits 2: undecided."),
     ]
 }
 
@@ -112,6 +148,8 @@ class Finding:
     value: float | None = None
     threshold: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    waived: bool = False  # a [[tool.lipaudit.waive]] entry matched: reported, never counted
+    reason: str | None = None  # the waiver's reason
 
     @property
     def name(self) -> str:
@@ -129,4 +167,7 @@ class Finding:
             out["value"] = float(self.value)
         if self.threshold is not None:
             out["threshold"] = float(self.threshold)
+        if self.waived:
+            out["waived"] = True
+            out["reason"] = self.reason or ""
         return out

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from lipaudit.errors import BaselineError, LipauditError, UsageError
 from lipaudit.budget import DEFAULT_MAX_MEMORY
 from lipaudit.findings import Finding
+from lipaudit.suppress import Suppressions
 
 EXIT = {"pass": 0, "fail": 1, "error": 2}
 
@@ -43,6 +44,8 @@ class CheckOptions:
     expansion: float | None = None  # expansion certificate budget in GMAC (None: default with certified, 0: off)
     attained: bool | None = None  # search the attained lower bound (None: with --method certified)
     max_memory: int | None = DEFAULT_MAX_MEMORY  # bytes (lipaudit.budget); None: no budget
+    suppress: Suppressions = field(default_factory=Suppressions)  # --select/--ignore/waivers
+    allow_baseline_mismatch: bool = False  # compare with a baseline computed differently (finding LIP030)
 
 
 def audit_settings(opts: CheckOptions):
@@ -92,6 +95,7 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
         "expansion_budget": settings.expansion_budget,
         "gates": {"max_lipschitz": opts.max_lipschitz, "max_layer_norm": opts.max_layer_norm,
                   "baseline": opts.baseline, "max_increase": opts.max_increase},
+        "suppress": opts.suppress.to_json(),
     }
 
 
@@ -178,9 +182,12 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
     timings["bounds_s"] = result.timings.get("bounds_s", audit_wall)
     timings["certificate_s"] = result.timings.get("certificate_s", max(audit_wall - timings["bounds_s"], 0.0))
     model["outputs"] = list(result.outputs)
-    findings = _findings(result, opts, baseline, loaded.graph is not None)
+    baseline_notes = _match_baseline(baseline, model, settings_dict, opts) if baseline is not None else []
+    findings = _findings(result, opts, baseline, loaded.graph is not None) + baseline_notes
+    from lipaudit import suppress
     from lipaudit.policy import verdict as decide
 
+    findings, suppressed = suppress.apply(findings, opts.suppress)
     verdict = decide(findings)
     if any(f.code == "LIP106" for f in findings):
         verdict = "error"
@@ -189,6 +196,7 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
 
     report = build_report(result, model=model, settings=settings_dict, findings=findings, verdict=verdict,
                           elapsed_s=0.0, timings=timings, timed=opts.timed)
+    _add_context(report, baseline, opts, suppressed)
     timings["report_s"] = time.perf_counter() - t0
     return report
 
@@ -228,6 +236,48 @@ def _read_baseline(path: str) -> dict[str, Any]:
     from lipaudit.baseline import read_baseline
 
     return read_baseline(path)
+
+
+def _match_baseline(baseline, model, settings_dict, opts: CheckOptions) -> list[Finding]:
+    """Refuse a baseline computed differently (exit 2) unless allowed; a version change is a note."""
+    from lipaudit import __version__
+    from lipaudit.baseline_match import basis, differences, version_note
+    from lipaudit.errors import BaselineMismatch
+
+    old = basis(baseline)
+    new = basis({"settings": settings_dict, "model": model, "tool": {"version": __version__}})
+    diffs = differences(old, new)
+    notes = []
+    if diffs:
+        listed = "; ".join(diffs)
+        if not opts.allow_baseline_mismatch:
+            raise BaselineMismatch(f"--baseline {opts.baseline} differs from this run (baseline -> this run): {listed}; "
+                                   "not compared (regenerate it alike, or pass --allow-baseline-mismatch)")
+        notes.append(Finding("LIP030", f"compared anyway although the baseline differs: {listed}"))
+    note = version_note(old, new)
+    if note:
+        notes.append(Finding("LIP031", note))
+    return notes
+
+
+def _add_context(report: dict[str, Any], baseline, opts: CheckOptions, suppressed: dict[str, int]) -> None:
+    """What the numbers depend on, the baseline compared with, and what was suppressed."""
+    from lipaudit.baseline_match import basis
+
+    report["basis"] = basis(report)
+    if suppressed:
+        report["suppressed"] = suppressed
+    if baseline is not None:
+        old_cert = baseline["network"]["certified"]["value"]
+        new_cert = report["network"].get("certified", {}).get("value")
+        report["baseline"] = {
+            "path": opts.baseline,
+            "model_path": (baseline.get("model") or {}).get("path"),
+            "model_sha256": (baseline.get("model") or {}).get("sha256"),
+            "lipaudit_version": (baseline.get("tool") or {}).get("version"),
+            "certified": old_cert,
+            "increase": (new_cert / old_cert - 1) if new_cert is not None and old_cert > 0 else None,
+        }
 
 
 def _error_report(model, settings_dict, exc: LipauditError, opts: CheckOptions, code: str | None = None) -> dict[str, Any]:
