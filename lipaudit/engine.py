@@ -127,6 +127,7 @@ class AuditResult:
     dynamic_batch: bool = False
     domain: Any = None  # the InputDomain given (--input-range), or None
     domain_uses: list[dict] = field(default_factory=list)  # factors that hold on the domain only
+    boxes: dict = field(default_factory=dict)  # value -> Box | NoBox on the domain (empty without one)
 
 
 # ops that may hold an infinite constant (masks, open clamps) and still be finite functions of the input
@@ -208,7 +209,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         layers=ctx.layers, factors=ctx.factors, network=network, inputs=list(graph.inputs), outputs=outputs,
         settings=settings, elapsed_s=time.perf_counter() - t0, timings=timings,
         refusals=roots if refused else [], node_notes=list(ctx.notes), dynamic_batch=dynamic_batch,
-        domain=ctx.domain, domain_uses=list(ctx.domain_uses),
+        domain=ctx.domain, domain_uses=list(ctx.domain_uses), boxes=ctx.boxes,
     )
 
 

@@ -32,6 +32,10 @@ import numpy as np
 # relative widening of every computed bound, and the relative error allowed per term of a sum
 # (float64 sums of n terms err by at most n * 2**-52 of the sum of |terms|: 1e-9 covers n < 4.5e6)
 ROUNDING = 1e-9
+# element-wise functions run by onnx's reference operators differ from the exact function by up to ~1e-7
+# (erf approximations, float32 constants such as HardSwish's 1/6): their bounds are widened by this, relative
+# to (|value| + 1)
+APPROX = 1e-6
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ def monotone(node, ctx, signs: dict[str, int] | None = None, exact: bool = False
     non-negative coefficients (pooling, means, interpolation).
     """
     signs = signs or {}
+    approx = node.op in APPROXIMATE
     low, high, mags = {}, {}, {}
     for name in node.inputs:
         if not name or name in low:
@@ -178,8 +183,15 @@ def monotone(node, ctx, signs: dict[str, int] | None = None, exact: bool = False
         if not np.issubdtype(lo.dtype, np.floating):
             boxes.append(None)
             continue
+        if approx:
+            slack = slack + APPROX * (np.maximum(np.abs(lo), np.abs(hi)) + 1.0)
         boxes.append(checked(Box(np.minimum(lo, hi), np.maximum(lo, hi)).widened(slack)))
     return boxes
+
+
+# element-wise functions (not selections or sums): see APPROX
+APPROXIMATE = {"Sigmoid", "Tanh", "Softplus", "Softsign", "Erf", "Exp", "Log", "Sqrt", "LeakyRelu", "Elu", "Celu",
+               "Selu", "HardSigmoid", "PRelu", "HardSwish", "Mish", "Gelu"}
 
 
 def unimodal(node, ctx, t_min: float, f_min_lower: float, tol: float = 1e-3) -> Box:
@@ -196,7 +208,8 @@ def unimodal(node, ctx, t_min: float, f_min_lower: float, tol: float = 1e-3) -> 
     f_hi = evaluate(node, ctx, {x: np.ascontiguousarray(b.hi)}, out)[0]
     crosses = (b.lo <= t_min + tol) & (b.hi >= t_min - tol)
     lo = np.where(crosses, f_min_lower, np.minimum(f_lo, f_hi))
-    return checked(Box(lo, np.maximum(f_lo, f_hi)).widened())
+    hi = np.maximum(f_lo, f_hi)
+    return checked(Box(lo, hi).widened(APPROX * (np.maximum(np.abs(lo), np.abs(hi)) + 1.0)))
 
 
 def affine(node, ctx, data: str, weights: dict[str, np.ndarray], drop: tuple[str, ...] = ()) -> Box:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lipaudit.ops.box import (
-    Box, NoInterval, affine, checked, interval, matmul_boxes, monotone, mul_boxes, reciprocal_box, unimodal,
+    APPROX, Box, NoInterval, affine, checked, interval, matmul_boxes, monotone, mul_boxes, reciprocal_box, unimodal,
 )
 
 # ops that only move, select, copy or compare entries, or apply one element-wise monotone function:
@@ -113,7 +113,8 @@ def _with_zero(node, ctx) -> Box:
     out = _first_output(node, ctx)
     vals = [evaluate(node, ctx, {x: np.ascontiguousarray(p), **feeds}, out)[0]
             for p in (b.lo, b.hi, np.clip(0.0, b.lo, b.hi))]
-    return checked(Box(np.minimum.reduce(vals), np.maximum.reduce(vals)).widened())
+    lo, hi = np.minimum.reduce(vals), np.maximum.reduce(vals)
+    return checked(Box(lo, hi).widened(APPROX * (np.maximum(np.abs(lo), np.abs(hi)) + 1.0)))
 
 
 @interval("Abs")
@@ -277,13 +278,15 @@ def softmax(node, ctx):
     perm = keep + axes
     lo = np.transpose(b.lo, perm).reshape([shape[a] for a in keep] + [-1])
     hi = np.transpose(b.hi, perm).reshape([shape[a] for a in keep] + [-1])
-    shift = np.max(hi, axis=-1, keepdims=True)
-    elo, ehi = np.exp(lo - shift), np.exp(hi - shift)
-    sum_lo, sum_hi = np.sum(elo, axis=-1, keepdims=True), np.sum(ehi, axis=-1, keepdims=True)
-    # log p_i bounds: lo_i - log(e^lo_i + sum_{j!=i} e^hi_j), hi_i - log(e^hi_i + sum_{j!=i} e^lo_j)
-    log_lo = (lo - shift) - np.log(np.maximum(elo + sum_hi - ehi, 1e-300))
-    log_hi = (hi - shift) - np.log(np.maximum(ehi + sum_lo - elo, 1e-300))
-    log_hi = np.minimum(log_hi, 0.0)
+    # log p_i <= -log(1 + sum_{j != i} e^(lo_j - hi_i)) and >= -log(1 + sum_{j != i} e^(hi_j - lo_i)), each
+    # leave-one-out sum from a log-sum-exp (A, B) without underflow; the +-1e-12 keeps each sum on the safe side
+    # of its rounding (a smaller sum for the upper bound, a larger one for the lower bound)
+    a, b_ = _logsumexp(lo), _logsumexp(hi)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        loo_lo = (a - hi) + np.log(np.maximum(1.0 - np.exp(lo - a) - 1e-12, 0.0))
+        loo_hi = (b_ - lo) + np.log(np.maximum(1.0 - np.exp(hi - b_), 0.0) + 1e-12)
+        log_hi = -np.logaddexp(0.0, loo_lo)
+        log_lo = -np.logaddexp(0.0, loo_hi)
     if node.op == "Softmax":
         out_lo, out_hi = np.exp(log_lo), np.minimum(np.exp(log_hi), 1.0)
     else:
@@ -292,8 +295,12 @@ def softmax(node, ctx):
     to_shape = [shape[a] for a in perm]
     out_lo = np.transpose(out_lo.reshape(to_shape), inverse)
     out_hi = np.transpose(out_hi.reshape(to_shape), inverse)
-    # sums of up to n exponentials: widen by ROUNDING-sized relative error of each bound (and 1e-12 absolute)
-    return [checked(Box(out_lo, out_hi).widened(1e-12 + 1e-9 * np.abs(out_lo)))]
+    return [checked(Box(out_lo, out_hi).widened(1e-12))]
+
+
+def _logsumexp(v: np.ndarray) -> np.ndarray:
+    m = np.max(v, axis=-1, keepdims=True)
+    return m + np.log(np.sum(np.exp(v - m), axis=-1, keepdims=True))
 
 
 @interval("ReduceL1", "ReduceL2")
