@@ -64,3 +64,26 @@ def hostile_run(sandbox: Path, *args, code: int = 2, outputs=(), lines: int | No
     assert time.monotonic() - start < timeout
     check_contract(res, code, before, snapshot(sandbox), outputs, lines)
     return res
+
+
+def invoke(sandbox: Path, monkeypatch, *args, code: int = 2, outputs=(), lines: int | None = None, timeout: float = 60,
+           env=None):
+    """:func:`hostile_run` in process (typer's CliRunner): faster, for cases that need no real process."""
+    from typer.testing import CliRunner
+
+    from lipaudit.cli import app
+
+    monkeypatch.chdir(sandbox)
+    before = snapshot(sandbox)
+    start = time.monotonic()
+    res = CliRunner().invoke(app, list(map(str, args)), env=env)
+    assert time.monotonic() - start < timeout
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+
+    class Done:
+        returncode = res.exit_code
+        stderr = res.stderr
+        stdout = res.stdout
+
+    check_contract(Done, code, before, snapshot(sandbox), outputs, lines)
+    return Done

@@ -1,0 +1,150 @@
+"""Class 4: exit codes and reports never lie; outputs are atomic; special files are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lipaudit.safe_io import StagedWrites, atomic_write
+from tests.conftest import SAMPLES
+from tests.hostile.harness import ENV, hostile_run, invoke, lipaudit_cmd
+
+SAMPLE = str(SAMPLES / "digits_cnn_bn.onnx")
+SLOW = [str(SAMPLES / "mnist_resnet.onnx"), "--compare", "exact", "--iters", "100000", "--tol", "0"]
+
+
+# -- wrong input to other commands, config ------------------------------------------------------
+
+@pytest.mark.parametrize("content", ['{"layers": 5}', "[]", '{"model": {}, "layers": [{"values": 3}]}', "{",
+                                     '{"reports": []}', '{"model": {"path": "x"}, "layers": [{"name": "a", "values": {"tn": {"value": "abc"}}}]}'])
+def test_plot_of_a_wrong_schema_is_exit_2(tmp_path, monkeypatch, content):
+    (tmp_path / "r.json").write_text(content)
+    invoke(tmp_path, monkeypatch, "plot", "r.json", "-o", "p.png")
+
+
+@pytest.mark.parametrize("line", ['seed = "abc"', 'jobs = "many"', "max-lipschitz = nan", 'max-lipschitz = "abc"',
+                                  "max-layer-norm = -1", 'max-memory = "lots"', "iters = 0", "[tool.lipaudit.x]",
+                                  "arch = 'evil:make'", "trust-pickle = true", 'format = "xml"'])
+def test_mistyped_config_is_exit_2(tmp_path, monkeypatch, line):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.lipaudit]\n{line}\n")
+    invoke(tmp_path, monkeypatch, "check", SAMPLE)
+
+
+# -- output paths ------------------------------------------------------------------------------
+
+def test_no_pass_report_when_an_output_path_is_bad(tmp_path, monkeypatch):
+    res = invoke(tmp_path, monkeypatch, "check", SAMPLE, "--format", "json", "--json", "missing/x.json")
+    assert res.stdout == ""
+    (tmp_path / "ok.json").write_text("old")
+    invoke(tmp_path, monkeypatch, "check", SAMPLE, "--json", "ok.json", "--html", "missing/x.html")
+    assert (tmp_path / "ok.json").read_text() == "old"
+    (tmp_path / "folder").mkdir()
+    invoke(tmp_path, monkeypatch, "check", SAMPLE, "--json", "folder")
+    invoke(tmp_path, monkeypatch, "plot", "ok.json", "-o", "missing/p.png")
+
+
+def test_special_files_are_refused(tmp_path, monkeypatch):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "zero.onnx").symlink_to("/dev/zero")
+    for args in (["check", "pipe"], ["check", "zero.onnx"], ["check", SAMPLE, "--json", "pipe"],
+                 ["check", SAMPLE, "--html", "pipe"], ["check", SAMPLE, "--baseline", "pipe"], ["plot", "pipe", "-o", "p.png"]):
+        res = invoke(tmp_path, monkeypatch, *args, timeout=30)
+        assert "FIFO" in res.stderr or "device" in res.stderr, args
+
+
+def test_staged_writes_are_all_or_nothing(tmp_path):
+    (tmp_path / "a.json").write_text("old a")
+    with pytest.raises(RuntimeError), StagedWrites() as staged:
+        staged.stage(tmp_path / "a.json", "new a")
+        raise RuntimeError("killed between two outputs")
+    assert (tmp_path / "a.json").read_text() == "old a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no temporary file left
+    atomic_write(tmp_path / "a.json", "new a")
+    assert (tmp_path / "a.json").read_text() == "new a"
+    assert oct((tmp_path / "a.json").stat().st_mode & 0o777) != oct(0o600)  # a normal file, not mkstemp's mode
+
+
+# -- streams, signals, workers (real processes) --------------------------------------------------
+
+def test_closed_and_broken_stdout_are_exit_2(tmp_path):
+    res = subprocess.run(["bash", "-c", " ".join(lipaudit_cmd("check", SAMPLE, "--format", "json")) + " >&-"],
+                         capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=90)
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(lipaudit_cmd("check", SAMPLE, "--format", "json"), stdout=full, stderr=subprocess.PIPE,
+                             text=True, env=ENV, cwd=tmp_path, timeout=90)
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    proc = subprocess.Popen(lipaudit_cmd("check", SAMPLE, "--format", "json"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
+    proc.stdout.close()  # the reader went away before lipaudit wrote
+    err = proc.stderr.read()
+    assert proc.wait(timeout=90) == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def _start_and_signal(tmp_path, sig, extra=()):
+    proc = subprocess.Popen(lipaudit_cmd("check", *SLOW, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV, cwd=tmp_path)
+    time.sleep(3)  # past the imports, inside the audit
+    proc.send_signal(sig)
+    start = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.monotonic() - start
+
+
+def test_ctrl_c_is_130_and_sigterm_leaves_old_outputs(tmp_path):
+    code, err, took = _start_and_signal(tmp_path, signal.SIGINT)
+    assert code == 130 and err.strip() == "interrupted" and took < 30, (code, err)
+    (tmp_path / "out.json").write_text("old")
+    code, err, took = _start_and_signal(tmp_path, signal.SIGTERM, ["--json", "out.json"])
+    assert code == 143 and err.strip() == "terminated", (code, err)
+    assert (tmp_path / "out.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_concurrent_runs_never_corrupt_the_report(tmp_path):
+    procs = [subprocess.Popen(lipaudit_cmd("check", SAMPLE, "--json", "out.json", "-q", "--seed", str(i)),
+                              stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV, cwd=tmp_path) for i in range(2)]
+    assert [p.wait(timeout=90) for p in procs] == [0, 0]
+    assert json.loads((tmp_path / "out.json").read_text())["verdict"] == "pass"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def _die(*_args, **_kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_killed_worker_is_exit_2(tmp_path, monkeypatch):
+    """A worker killed mid-run (the OOM killer, a user) ends the run with 2 and writes no report."""
+    import multiprocessing
+
+    if multiprocessing.get_start_method() != "fork":
+        pytest.skip("the planted crash reaches workers through fork")
+    monkeypatch.setattr("lipaudit.runner.run_check", _die)
+    res = invoke(tmp_path, monkeypatch, "check", SAMPLE, SAMPLE, "--jobs", "2", "--json", "out.json")
+    assert "worker" in res.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_jobs_are_capped_at_the_cpu_count(tmp_path, monkeypatch):
+    started = []
+    import concurrent.futures
+
+    def spy(max_workers=None, **kw):
+        started.append(max_workers)
+        raise RuntimeError("no pool needed to see the worker count")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", spy)
+    invoke(tmp_path, monkeypatch, "check", SAMPLE, SAMPLE, SAMPLE, "--jobs", "1000", "-q")
+    assert started == [min(os.cpu_count() or 1, 3)]
+
+
+def test_library_warnings_never_reach_stderr(tmp_path):
+    """TorchScript goes through torch.jit.load and the ONNX exporter, which warn a lot: -q prints the verdict only."""
+    res = hostile_run(tmp_path, "check", str(SAMPLES / "digits_cnn_bn.torchscript.pt"), "--trust-pickle",
+                      "--input-shape", "1,1,8,8", "-q", code=0, lines=1)
+    assert res.stderr.startswith("PASS")
