@@ -26,18 +26,18 @@ def test_bad_thresholds_are_usage_errors(tmp_path, monkeypatch, flag, value):
     assert flag in res.stderr and res.stdout == ""
 
 
-def _inf_model(tmp_path):
-    """A conv with an infinite weight: lipaudit reports its bounds as inf."""
+def _inf_model(tmp_path, inf: bool = True):
+    """A conv with an infinite weight: lipaudit reports its bounds as inf (``inf=False``: the finite twin)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.ones((2, 1, 3, 3), dtype=np.float32)
-    w[0, 0, 0, 0] = np.inf
+    w[0, 0, 0, 0] = np.inf if inf else 2.0
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 6])],
                               [numpy_helper.from_array(w, "w")])
-    path = tmp_path / "inf.onnx"
+    path = tmp_path / ("inf.onnx" if inf else "finite.onnx")
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path.name
 
@@ -49,7 +49,8 @@ def _report(tmp_path, monkeypatch, name="base.json"):
 
 @pytest.mark.parametrize("gate", [["--max-lipschitz", "1e300"], ["--max-layer-norm", "1e300"], ["--baseline", "base.json"]])
 def test_non_finite_certificate_fails_every_gate(tmp_path, monkeypatch, gate):
-    _report(tmp_path, monkeypatch)
+    finite = _inf_model(tmp_path, inf=False)
+    invoke(tmp_path, monkeypatch, "check", finite, "--json", "base.json", "-q", code=0, outputs={"base.json"}, lines=1)
     model = _inf_model(tmp_path)
     res = invoke(tmp_path, monkeypatch, "check", model, *gate, "--format", "json", code=1, lines=0)
     report = json.loads(res.stdout)
