@@ -95,7 +95,9 @@ def conv_bounds(
                 detail={"solver": "svd (kernel has two non-trivial modes)", **f4.detail},
             )
         else:
-            out["tn"] = _tn(kernels, settings.hopm).scaled(factor, note)
+            # HOPM stops once it reaches the unfolding bound (F4 / sqrt(prod k), before the padding factor)
+            ceiling = f4.value / factor / SAFETY if f4 is not None else None
+            out["tn"] = _tn(kernels, settings.hopm, ceiling).scaled(factor, note)
     if "fro" in wanted:
         t0 = time.perf_counter()
         out["fro"] = BoundResult(
@@ -123,11 +125,11 @@ def conv_bounds(
     return out
 
 
-def _tn(kernels: np.ndarray, hopm: HopmSettings) -> BoundResult:
+def _tn(kernels: np.ndarray, hopm: HopmSettings, ceiling: float | None = None) -> BoundResult:
     t0 = time.perf_counter()
     taps = kernels.shape[3:]
     scale = math.sqrt(float(np.prod(taps))) if taps else 1.0
-    res = tensor_spectral_norm(kernels, hopm)
+    res = tensor_spectral_norm(kernels, hopm, None if ceiling is None else ceiling / scale)
     return BoundResult(
         scale * float(res.values.max()), Kind.ESTIMATE, "tn", iterations=res.iterations,
         time_s=time.perf_counter() - t0,
