@@ -366,7 +366,8 @@ def _emit(reports, fmt, kw, console) -> bool:
     color = console.is_terminal and not os.environ.get("NO_COLOR") or bool(os.environ.get("FORCE_COLOR"))
     if os.environ.get("NO_COLOR"):
         color = False
-    width = max(console.width, 100) if console.is_terminal else 200
+    # the terminal's width (COLUMNS when set, as for any CLI); a log or pipe gets a wide table
+    width = console.width if console.is_terminal or os.environ.get("COLUMNS") else 200
     payload = dumps(reports[0]) if len(reports) == 1 else dumps({"reports": reports})
     try:
         # all files or none: each goes to a temporary file beside it, then all are renamed
@@ -391,7 +392,8 @@ def _emit(reports, fmt, kw, console) -> bool:
         return True
     if len(reports) == 1:
         if reports[0]["verdict"] != "error":  # an error was already printed as one line
-            sys.stderr.write(render_table(reports[0], width=width, color=color))
+            sys.stderr.write(render_table(reports[0], width=width, color=color, wide=kw["wide"],
+                                          verbose=kw["verbose"] > 0))
     else:
         sys.stderr.write(render_multi(reports, width=width, color=color))
         for r in reports:
