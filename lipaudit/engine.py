@@ -23,7 +23,7 @@ from lipaudit.fold import plan_bn_folds
 from lipaudit.graph import Graph
 from lipaudit.ops import load_rules
 from lipaudit.ops.context import LayerRecord, Refusal, RuleContext, finite_or_inf
-from lipaudit.ops.contract import DEFAULT_DOMAINS, check_node, undeclared_outputs, unknown_op
+from lipaudit.ops.contract import DEFAULT_DOMAINS, HINT_STOP, NON_DETERMINISTIC, check_node, undeclared_outputs, unknown_op
 from lipaudit.values import Kind
 
 METHODS = ("tn", "f4", "fro", "certified")
@@ -168,8 +168,11 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         if node.name not in needed:
             continue
         if not any(ctx.depends(x) for x in node.inputs):
+            refusal = _not_a_constant(node)
             for o in node.outputs:
-                ctx.lips[o] = None  # a function of constants only
+                ctx.lips[o] = refusal  # None: a function of constants only
+            if refusal is not None:
+                roots.append(refusal)
             continue
         t_rule = time.perf_counter()
         results, refusal, contract_ok = _apply(node, rules, ctx, dynamic_batch)
@@ -300,6 +303,16 @@ def node_boxes(node, ctx: RuleContext, intervals, contract_ok: bool) -> None:
             if not ok:
                 b = NoBox(node.name, node.op, "internal: the bounds do not match the value's shape")
         ctx.boxes[o] = b if b is not None else NoBox(node.name, node.op, "this output has no interval bounds")
+
+
+def _not_a_constant(node) -> Refusal | None:
+    """Why a node without input-dependent inputs still cannot be taken as a constant, or None."""
+    if node.domain not in DEFAULT_DOMAINS:
+        return unknown_op(node)  # a custom op's output may be anything, even without inputs
+    if node.op in NON_DETERMINISTIC:
+        return Refusal(node.name, node.op, "draws random numbers: its output is not a function of the network input",
+                       hint=HINT_STOP)
+    return None
 
 
 def _nonfinite_constant(node, ctx: RuleContext) -> bool:

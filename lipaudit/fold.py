@@ -100,6 +100,8 @@ def _fits(layer, graph: Graph, scale, side: str, bn_input: str) -> bool:
     weight = graph.constants.get(layer.inputs[1]) if len(layer.inputs) > 1 else None
     if weight is None or not np.all(np.isfinite(scale)):
         return False
+    if any(name and name not in graph.constants for name in layer.inputs[1:]):
+        return False  # an input-dependent bias (Conv B, Gemm C) would pass through the BN unscaled by the fold
     groups = int(layer.attrs.get("group", 1))
     if layer.op == "Conv":
         channels = weight.shape[0] if side == "after" else weight.shape[1] * groups

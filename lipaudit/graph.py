@@ -28,7 +28,8 @@ class Graph:
     ``shapes`` the static shape of every value that has one. When the model's
     batch dimension is dynamic, the graph is built at batch 1 and
     ``batch_shapes`` holds every value's shape at batch 2 (the engine checks that
-    no op combines samples); it is ``None`` for a fixed batch.
+    no op combines samples); it is ``None`` for a fixed batch. ``batch_dependent``
+    names the folded constants that hold only at batch 1 (``Shape(x)[0]`` ...).
     """
 
     nodes: list[Node]
@@ -38,6 +39,8 @@ class Graph:
     shapes: dict[str, tuple[int, ...]]
     source: dict[str, Any] = field(default_factory=dict)
     batch_shapes: dict[str, tuple[int, ...]] | None = None
+    initializers: set[str] = field(default_factory=set)  # constants stored in the file (the rest were folded)
+    batch_dependent: set[str] = field(default_factory=set)  # folded constants whose value depends on the batch size
 
     def consumers(self) -> dict[str, list[Node]]:
         out: dict[str, list[Node]] = {}

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from lipaudit.ops.contract import NON_DETERMINISTIC  # never folded: not functions of their inputs
 from lipaudit.errors import InputShapeError, ModelLoadError, UnsupportedOpError, first_line
 from lipaudit.graph import Graph, Node
 
 CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
-# never folded even with constant inputs: their output is not a function of the inputs
-NON_DETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
 def load_onnx(path: str, input_shape: dict[str, tuple[int, ...]] | tuple[int, ...] | None = None) -> Graph:
@@ -75,7 +74,9 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
         raise ModelLoadError(f"{path}: shape inference failed: {first_line(exc)}") from None
     graph = _to_graph(model, inferred, path, [i.name for i in net_inputs])
     if dynamic:
-        graph.batch_shapes = _shapes_at_batch(model, at_batch_2, dynamic, 2)
+        at_2 = _graph_at_batch(model, at_batch_2, dynamic, 2)
+        graph.batch_shapes = dict(at_2.shapes) if at_2 is not None else {}
+        graph.batch_dependent = _batch_dependent_constants(graph, at_2)
         graph.source["dynamic_batch"] = True
     return graph
 
@@ -128,8 +129,8 @@ def _normalise_dims(model) -> None:
                 d.dim_param = "dynamic"
 
 
-def _shapes_at_batch(model, skeleton, dynamic: list[str], batch: int) -> dict[str, tuple[int, ...]]:
-    """Every value's static shape when the dynamic batch dimensions are ``batch`` (best effort: {} on failure)."""
+def _graph_at_batch(model, skeleton, dynamic: list[str], batch: int) -> Graph | None:
+    """The graph when the dynamic batch dimensions are ``batch`` (best effort: None on failure)."""
     import onnx
 
     for value in skeleton.graph.input:
@@ -138,13 +139,26 @@ def _shapes_at_batch(model, skeleton, dynamic: list[str], batch: int) -> dict[st
     for value in skeleton.graph.input:
         for d in value.type.tensor_type.shape.dim[1:]:
             if not d.HasField("dim_value"):
-                return {}
+                return None
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
-        graph = _to_graph(model, inferred, "<batch 2>", [])
+        return _to_graph(model, inferred, f"<batch {batch}>", [])
     except Exception:
-        return {}
-    return dict(graph.shapes)
+        return None
+
+
+def _batch_dependent_constants(graph: Graph, at_2: Graph | None) -> set[str]:
+    """Folded constants whose value changes with the batch size (``Shape(x)[0]`` and what is computed from it).
+
+    Folding happens at batch 1; such a constant is only right for batch 1, so the engine lets it reach
+    nothing but the shape slots whose effect it checks at batch 2. Unknown at batch 2: every folded constant.
+    """
+    folded = set(graph.constants) - graph.initializers
+    if at_2 is None:
+        return folded
+    return {name for name in folded
+            if name not in at_2.constants or np.shape(graph.constants[name]) != np.shape(at_2.constants[name])
+            or not np.array_equal(graph.constants[name], at_2.constants[name])}
 
 
 _SMALL = 4096  # initializers up to this many elements stay in the skeleton (shapes, axes, scales)
@@ -294,6 +308,7 @@ def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
         outputs=[o.name for o in g.output],
         constants=constants,
         shapes=shapes,
+        initializers={init.name for init in g.initializer},
         source={"format": "onnx", "opset": opset.get("ai.onnx"), "producer": model.producer_name or None},
     )
 

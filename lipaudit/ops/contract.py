@@ -16,6 +16,11 @@ from lipaudit.ops.context import Refusal, RuleContext
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 HINT_STOP = "use --output/--until to certify up to a value before it"
+# Slots where a constant computed from the batch size (``x.view(x.size(0), -1)``) is fine: they only set the
+# output's shape, and the engine checks at batch 2 that the batch stays on axis 0 and samples stay apart.
+BATCH_SIZED_SLOTS = {("Reshape", "shape"), ("Expand", "shape")}
+# Ops whose output is not a function of their inputs: never constants, even without inputs.
+NON_DETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,6 +88,13 @@ def check_node(rule: Rule, node: Node, ctx: RuleContext, dynamic_batch: bool) ->
             return Refusal(node.name, node.op,
                            f"an input-dependent value ({value!r}) reaches slot {slot!r}, which the rule can only "
                            f"treat as a constant", slot=slot, hint=HINT_STOP)
+    if dynamic_batch:
+        for index, value in enumerate(node.inputs):
+            if value in ctx.graph.batch_dependent and (node.op, slot_name(sch.inputs, index)) not in BATCH_SIZED_SLOTS:
+                return Refusal(node.name, node.op, f"{value!r} was computed from the batch size (e.g. Shape of an "
+                                                   f"input) and holds only at batch 1; in slot "
+                                                   f"{slot_name(sch.inputs, index)!r} it changes the map with the batch",
+                               slot=slot_name(sch.inputs, index), hint="give --input-shape with your batch size")
     if dynamic_batch and rule.batch_axes is not None:
         axes = rule.batch_axes(node, ctx)
         if 0 in axes:

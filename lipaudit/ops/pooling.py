@@ -76,13 +76,20 @@ def average_pool_norm(attrs, in_size, out_size) -> float:
         raise ValueError(f"kernel_shape {list(k)} does not match the input's {len(in_size)} spatial axes")
     s = attrs.get("strides", [1] * d)
     dil = attrs.get("dilations", [1] * d)
-    pads = resolve_pads(attrs, in_size, k, s, dil)
+    candidates = [resolve_pads(attrs, in_size, k, s, dil)]
+    if attrs.get("auto_pad") in ("SAME_UPPER", "SAME_LOWER") and any(x != 1 for x in dil):
+        # the specification sizes SAME pads with the dilated kernel, onnx's reference and onnxruntime with the
+        # undilated one: the norm covers both
+        candidates.append(resolve_pads(attrs, in_size, k, s, [1] * d))
     include_pad = bool(attrs.get("count_include_pad", 0))
-    norm = 1.0
-    for i in range(d):
-        mat = _pool_matrix(in_size[i], out_size[i], k[i], s[i], dil[i], pads[i], pads[i + d], include_pad)
-        norm *= spectral_norm(mat)
-    return norm * SAFETY
+    best = 0.0
+    for pads in candidates:
+        norm = 1.0
+        for i in range(d):
+            mat = _pool_matrix(in_size[i], out_size[i], k[i], s[i], dil[i], pads[i], pads[i + d], include_pad)
+            norm *= spectral_norm(mat)
+        best = max(best, norm)
+    return best * SAFETY
 
 
 def _pool_matrix(n, m, k, s, d, pb, pe, include_pad) -> np.ndarray:

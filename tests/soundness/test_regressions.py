@@ -338,3 +338,68 @@ def test_hopm_does_not_overflow_to_zero():
         res = tensor_spectral_norm(K * scale)
         base = tensor_spectral_norm(K)
         assert res.values[0] == pytest.approx(base.values[0] * scale, rel=1e-6)
+
+
+def test_random_nodes_are_never_constants():
+    net = Net()
+    x = net.input((1, 3))
+    noise = net.op("RandomNormal", [], shape=[1, 3], dtype=TensorProto.DOUBLE)
+    y = net.op("Add", [x, noise])
+    assert "random" in refusal_of(net.build([y]), [y])
+
+
+def test_a_constant_computed_from_the_batch_size_is_refused_on_the_data_path():
+    from onnx import numpy_helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Cast", ["b"], ["bf"], to=TensorProto.DOUBLE), helper.make_node("Mul", ["x", "bf"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 3])],
+                          initializer=[numpy_helper.from_array(np.array(0, dtype=np.int64), "zero")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert "batch size" in refusal_of(model, ["y"])
+
+
+def test_flatten_by_the_batch_size_is_still_certified():
+    """``x.view(x.size(0), -1)``: the batch-sized shape only reaches Reshape's shape slot."""
+    from onnx import numpy_helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Unsqueeze", ["b", "zero1"], ["b1"]),
+             helper.make_node("Concat", ["b1", "minus1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["y"])]
+    inits = [numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "zero1"),
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"),
+             numpy_helper.from_array(f(6, 2), "w")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 2])], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    value, result = certify(model, outputs=["y"])
+    assert value is not None and result.dynamic_batch
+
+
+@pytest.mark.parametrize("bias_slot", [True, False])
+def test_bn_is_not_folded_into_a_layer_whose_bias_depends_on_the_input(bias_slot):
+    net = Net()
+    x = net.input((1, 2))
+    if bias_slot:
+        x4 = net.op("Reshape", [x, net.const(ints(1, 2, 1, 1))])
+        h = net.op("Conv", [x4, net.const(f(2, 2, 1, 1) * 0.01), net.op("Reshape", [x, net.const(ints(2))])])
+    else:
+        h = net.op("Gemm", [x, net.const(f(2, 2) * 0.01), x])
+    y = net.op("BatchNormalization", [h, net.const(np.array([100.0, 100.0])), net.const(f(2)), net.const(f(2)),
+                                      net.const(np.ones(2))])
+    assert assert_sound(net.build([y]), [y]) > 50
+
+
+def test_average_pool_same_padding_with_dilation_covers_both_conventions():
+    net = Net(opset=19)
+    x = net.input((1, 1, 5))
+    y = net.op("AveragePool", [x], kernel_shape=[2], strides=[3], dilations=[4], auto_pad="SAME_UPPER",
+               count_include_pad=1)
+    value, _ = certify(net.build([y]), outputs=[y])
+    assert value >= 0.7071067811865476  # the runtimes' matrix norm
