@@ -375,9 +375,9 @@ def _emit(reports, fmt, kw, console) -> bool:
             if kw["json_path"]:
                 staged.stage(kw["json_path"], payload, "--json")
             if kw["html_path"]:
-                from lipaudit.report.html import render_html
+                from lipaudit.report.html import render_html_multi
 
-                staged.stage(kw["html_path"], render_html(reports[0]), "--html")
+                staged.stage(kw["html_path"], render_html_multi(reports), "--html")
             staged.commit()
     except OutputError as exc:
         _error(console, str(exc))

@@ -1,4 +1,8 @@
-"""A single self-contained HTML page: summary, per-layer table and the figure (inline PNG, no fetches)."""
+"""A single self-contained HTML page: summary, per-layer table and the figure (inline PNG, no fetches).
+
+Several models make one page: a summary table (one row per model, linked to its section), then a
+section per model. Without matplotlib the page says that the figure was left out.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +18,51 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em;color:#2
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f4f4f4}td.l{text-align:left}.upper{color:#1a7f37}.exact{color:#0969da}.estimate{color:#9a6700}
 .lower{color:#8250df}.pass{color:#1a7f37}.fail,.error{color:#cf222e}.k{font-size:11px;margin-left:3px}
+.note{background:#fff8c5;padding:4px 8px;display:inline-block}
 """
 
 
-def render_html(report: dict[str, Any]) -> str:
-    def e(value) -> str:
-        return html.escape(clean_text(value))
+def e(value) -> str:
+    return html.escape(clean_text(value))
 
+
+def render_html(report: dict[str, Any]) -> str:
+    """One model's page."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lipaudit — {e(report['model']['path'])}"
+            f"</title><style>{CSS}</style></head><body><h1>lipaudit report</h1>"
+            + _section(report, level=2) + "</body></html>\n")
+
+
+def render_html_multi(reports: list[dict[str, Any]]) -> str:
+    """Several models on one page: a summary table, then one section per model."""
+    if len(reports) == 1:
+        return render_html(reports[0])
+    rows = []
+    for i, r in enumerate(reports):
+        cert = (r.get("network") or {}).get("certified")
+        method = r["settings"].get("method", "tn")
+        main = (r.get("network") or {}).get(method) if method != "certified" else None
+        cell = lambda nv: "-" if not nv else f"{e(fmt(nv['value']))}<span class='k {e(nv['kind'])}'>{KIND_TAG[nv['kind']]}</span>"
+        errors = [f for f in r["findings"] if f["severity"] == "error" and not f.get("waived")]
+        rows.append(f"<tr><td class='l'><a href='#model-{i}'>{e(r['model']['path'])}</a></td>"
+                    f"<td>{len(r.get('layers', []))}</td><td>{e(method)}</td><td>{cell(main)}</td><td>{cell(cert)}</td>"
+                    f"<td class='{e(r['verdict'])}'>{e(r['verdict'].upper())}</td>"
+                    f"<td class='l'>{e(', '.join(sorted({f['code'] for f in errors})) or '-')}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("model", "layers", "method", "network", "certified", "verdict", "errors"))
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>lipaudit — {len(reports)} models</title>"
+            f"<style>{CSS}</style></head><body><h1>lipaudit report: {len(reports)} models</h1>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+            + "".join(f"<section id='model-{i}'><hr>" + _section(r, level=2) + "</section>" for i, r in enumerate(reports))
+            + "</body></html>\n")
+
+
+def _section(report: dict[str, Any], level: int = 2) -> str:
     cols = value_columns(report)
     compare_exact = "exact" in cols
     parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>lipaudit — {e(report['model']['path'])}</title><style>{CSS}</style></head><body>",
-        f"<h1>lipaudit report</h1><p>model <code>{e(report['model']['path'])}</code> "
+        f"<h{level}>{e(report['model']['path'])}</h{level}><p>model <code>{e(report['model']['path'])}</code> "
         f"(sha256 <code>{e(str(report['model'].get('sha256')))}</code>), lipaudit {e(report['tool']['version'])}</p>",
-        f"<h2 class='{e(report['verdict'])}'>verdict: {e(report['verdict'].upper())}</h2><ul>",
+        f"<h{level + 1} class='{e(report['verdict'])}'>verdict: {e(report['verdict'].upper())}</h{level + 1}><ul>",
     ]
     unavailable = report.get("network", {}).get("unavailable")
     if unavailable:
@@ -44,16 +78,20 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append(f"<li>network {e(comp)}: <b>{e(fmt(nv['value']))}</b> "
                      f"<span class='{e(nv['kind'])}'>({e(nv['kind'])})</span>{ratio}</li>")
     for f in report["findings"]:
-        parts.append(f"<li class='{'fail' if f['severity'] == 'error' else ''}'>{e(f['code'])} {e(f['name'])}: {e(f['message'])}</li>")
+        waived = f" — waived: {e(f.get('reason', ''))}" if f.get("waived") else ""
+        cls = "fail" if f["severity"] == "error" and not f.get("waived") else ""
+        parts.append(f"<li class='{cls}'>{e(f['code'])} {e(f['name'])}: {e(f['message'])}{waived}</li>")
     parts.append("</ul>")
-    figure = _figure(report)
+    figure, why = _figure(report)
     if figure:
         parts.append(f"<img alt='per-layer values' style='max-width:100%' src='data:image/png;base64,{figure}'>")
+    elif why:
+        parts.append(f"<p class='note'>The figure was left out: {e(why)}</p>")
     header = ["#", "layer", "op", "kernel", "stride", "BN folded"] + cols
     if compare_exact:
         header += [f"{c}/exact" for c in cols if c not in ("exact", "certified")]
     header += ["share", "time (s)"]
-    parts.append("<h2>layers</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+    parts.append(f"<h{level + 1}>layers</h{level + 1}><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
     for i, layer in enumerate(report["layers"], 1):
         values = layer["values"]
         cells = [str(i), f"<td class='l'>{e(layer['name'])}</td>", e(layer["op"]),
@@ -71,16 +109,23 @@ def render_html(report: dict[str, Any]) -> str:
         cells.append(f"{sum(v.get('time_s', 0) for v in values.values()):.3f}")
         parts.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table><p style='font-size:12px;color:#666'>kinds: up = guaranteed upper bound, ex = exact "
-                 "(bracketed), est = estimate from below, lo = lower bound</p></body></html>\n")
+                 "(bracketed), est = estimate from below, lo = lower bound</p>")
     return "".join(parts)
 
 
-def _figure(report) -> str | None:
+def _figure(report) -> tuple[str | None, str | None]:
+    """The figure as base64 PNG, or why it is missing (the page still has the table)."""
     if not report["layers"]:
-        return None
+        return None, None
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None, "matplotlib is not installed (pip install 'lipaudit[plot]')"
     try:
         from lipaudit.report.plot import png_bytes
 
-        return base64.b64encode(png_bytes(report)).decode("ascii")
-    except Exception:  # matplotlib missing: the page still has the table
-        return None
+        return base64.b64encode(png_bytes(report)).decode("ascii"), None
+    except Exception as exc:  # a report the plot cannot draw: say so, keep the page
+        from lipaudit.errors import first_line
+
+        return None, f"it could not be drawn ({first_line(exc)})"

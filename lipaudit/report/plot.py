@@ -33,8 +33,44 @@ def _pyplot():
     return plt
 
 
+def full_value(value) -> str:
+    """A network value in full (``32,985.11``, never ``3.3e+04`` cut to ``3.29``)."""
+    v = _num(value)
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    if v == 0 or 1e-3 <= abs(v) < 1e12:
+        return f"{v:,.2f}" if abs(v) >= 1 else f"{v:.4g}"
+    return f"{v:.4e}"
+
+
+def title_lines(report: dict[str, Any]) -> list[str]:
+    """Model path, then every network value in full with its kind (certified first, attained where present)."""
+    net = report.get("network", {})
+    order = ["certified", "attained"] + [k for k in net if k not in ("certified", "attained", "unavailable")]
+    values = []
+    for comp in order:
+        nv = net.get(comp)
+        if not isinstance(nv, dict) or "value" not in nv:
+            continue
+        label = "certified network bound" if comp == "certified" else f"{comp}"
+        text = f"{label} {full_value(nv['value'])} ({nv.get('kind', '?')})"
+        if nv.get("valid_on") is not None:
+            text += " on the input domain only"
+        values.append(text)
+    if "unavailable" in net and not values:
+        values.append("no network certificate (see the report)")
+    path = _plain(report["model"]["path"])
+    if len(path) > 90:
+        path = "…" + path[-89:]
+    return [path] + values
+
+
 def figure(report: dict[str, Any]):
-    """A matplotlib figure: values per layer (top, log scale) and method / exact ratios (bottom)."""
+    """A matplotlib figure: values per layer (top, log scale) and method / exact ratios (bottom).
+
+    The legend sits outside the axes (never over a point); from about 60 layers on, only every
+    k-th layer is labelled, so names stay readable at 5 and at 200 layers.
+    """
     plt = _pyplot()
     layers = [l for l in report["layers"] if l["values"]]
     if not layers:
@@ -42,25 +78,33 @@ def figure(report: dict[str, Any]):
     methods = [m for m in ORDER if any(m in l["values"] for l in layers)]
     has_exact = "exact" in methods
     n = len(layers)
-    width = min(max(6.0, 0.22 * n + 2.5), 24.0)
-    fig, axes = plt.subplots(2 if has_exact else 1, 1, figsize=(width, 6.5 if has_exact else 4.2), sharex=True,
-                             gridspec_kw={"height_ratios": [2, 1]} if has_exact else None, squeeze=False)
+    width = min(max(7.5, 0.11 * n + 4.0), 28.0)
+    fig, axes = plt.subplots(2 if has_exact else 1, 1, figsize=(width, 7.0 if has_exact else 4.8), sharex=True,
+                             gridspec_kw={"height_ratios": [2, 1]} if has_exact else None, squeeze=False,
+                             layout="constrained")
     ax = axes[0, 0]
     xs = list(range(n))
+    small = n > 60
     for m in methods:
         ys = [_num(l["values"][m]["value"]) if m in l["values"] else float("nan") for l in layers]
-        ax.plot(xs, ys, label=_label(m, layers), **STYLE.get(m, dict(marker=".", linestyle="none")))
+        style = dict(STYLE.get(m, dict(marker=".", linestyle="none")))
+        if small:
+            style["markersize"] = max(2.0, style.get("markersize", 4) * 0.6)
+        ax.plot(xs, ys, label=_label(m, layers), **style)
     ax.set_yscale("log")
     ax.set_ylabel("layer norm (log)")
     ax.grid(True, which="both", axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=min(len(methods), 4), loc="upper right")
-    title = _plain(report["model"]["path"])
-    net = report.get("network", {})
-    if "certified" in net:
-        title += f" — certified network bound {_num(net['certified']['value']):.4g}"
-        if net["certified"].get("valid_on") is not None:
-            title += " (on the input domain only)"
-    ax.set_title(title, fontsize=10)
+    # outside the axes, right of them: it can never hide a point
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    lines = title_lines(report)
+    room = int(width * 11)  # characters per title line at fontsize 10
+    title = [lines[0]]
+    for value in lines[1:]:
+        if len(title) > 1 and len(title[-1]) + 3 + len(value) <= room:
+            title[-1] += " · " + value
+        else:
+            title.append(value)
+    ax.set_title("\n".join(title), fontsize=10, loc="left")
     bottom = ax
     if has_exact:
         rx = axes[1, 0]
@@ -72,13 +116,17 @@ def figure(report: dict[str, Any]):
         rx.axhline(1.0, color="black", linewidth=0.8)
         rx.set_ylabel("ratio to exact")
         rx.grid(True, axis="y", alpha=0.3)
-        rx.legend(fontsize=8, ncol=4, loc="upper right")
+        rx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
         bottom = rx
-    bottom.set_xticks(xs)
-    labels = [_short(l["name"]) for l in layers]
-    bottom.set_xticklabels(labels, rotation=90 if n > 8 else 30, fontsize=7 if n > 30 else 8, ha="center" if n > 8 else "right")
-    bottom.set_xlabel("layer (graph order)")
-    fig.tight_layout()
+    step = max(1, -(-n // int(width * 5.5)))  # about 5 labels per inch at most
+    ticks = xs[::step]
+    bottom.set_xticks(ticks)
+    bottom.set_xticklabels([_short(layers[i]["name"]) for i in ticks], rotation=90 if n > 8 else 30,
+                           fontsize=7 if n > 30 else 8, ha="center" if n > 8 else "right")
+    if step > 1:
+        bottom.set_xticks(xs, minor=True)
+    bottom.set_xlim(-0.8, n - 0.2)
+    bottom.set_xlabel("layer (graph order)" + (f"; one name every {step} layers" if step > 1 else ""))
     return fig
 
 
