@@ -438,14 +438,49 @@ def codes():
 
 
 @app.command()
+def nodes(
+    model: Path = typer.Argument(..., help="A model file with a graph: .onnx, .pt2, TorchScript (or a state dict with --arch)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,224,224."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow loading pickled whole modules (runs code from the file!)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
+):
+    """List the nodes of a model: names (for --until), op, source module, input and output values with shapes (for --output)."""
+    from lipaudit.errors import LipauditError, UsageError
+
+    console = _err_console()
+    try:
+        if fmt not in ("table", "json"):
+            raise UsageError(f"--format {fmt!r}: choose table or json")
+        from lipaudit.loaders import LoadOptions, load_model
+
+        shape = _parse_shape(input_shape) if input_shape else None
+        loaded = load_model(str(model), LoadOptions(input_shape=shape, trust_pickle=trust_pickle, arch=arch))
+        if loaded.graph is None:
+            raise UsageError(f"{model}: the file holds weights only, no graph (give --arch module:factory)")
+        from lipaudit.report.nodes import render_nodes_json, render_nodes_table
+
+        text = (render_nodes_json(str(model), loaded.graph) if fmt == "json"
+                else render_nodes_table(str(model), loaded.graph))
+    except LipauditError as exc:
+        _error(console, str(exc))
+        raise typer.Exit(2)
+    except Exception as exc:  # never a traceback
+        _error(console, f"internal error: {type(exc).__name__}: {exc}")
+        raise typer.Exit(2)
+    sys.stdout.write(text)
+
+
+@app.command()
 def ops():
     """List the ONNX operators lipaudit has a Lipschitz rule for (refusals included)."""
     from lipaudit.ops import load_rules
     from lipaudit.ops.refused import DISCONTINUOUS, UNBOUNDED
 
     rules = load_rules()
-    supported = sorted(op for op in rules if op not in UNBOUNDED and op not in DISCONTINUOUS)
+    supported = sorted(op for op in rules if op not in UNBOUNDED and op not in DISCONTINUOUS and rules[op].kind != "domain")
     typer.echo("supported: " + ", ".join(supported))
+    typer.echo("on --input-range only (no global constant): " + ", ".join(sorted(op for op in rules if rules[op].kind == "domain")))
     typer.echo("refused (no global Lipschitz constant or not continuous): " + ", ".join(sorted(set(UNBOUNDED) | DISCONTINUOUS)))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -128,6 +128,7 @@ class AuditResult:
     domain: Any = None  # the InputDomain given (--input-range), or None
     domain_uses: list[dict] = field(default_factory=list)  # factors that hold on the domain only
     boxes: dict = field(default_factory=dict)  # value -> Box | NoBox on the domain (empty without one)
+    modules: dict[str, str] = field(default_factory=dict)  # node -> source module path (dynamo exporter metadata)
 
 
 # ops that may hold an infinite constant (masks, open clamps) and still be finite functions of the input
@@ -179,6 +180,8 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         if node.op in MEASURED_OPS:
             in_walk_bounds += time.perf_counter() - t_rule
         if refusal is not None:
+            if node.module and refusal.module is None:
+                refusal = replace(refusal, module=node.module)
             roots.append(refusal)
             results = [refusal] * len(node.outputs)
         for o, lip in zip(node.outputs, results):
@@ -213,6 +216,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         settings=settings, elapsed_s=time.perf_counter() - t0, timings=timings,
         refusals=roots if refused else [], node_notes=list(ctx.notes), dynamic_batch=dynamic_batch,
         domain=ctx.domain, domain_uses=list(ctx.domain_uses), boxes=ctx.boxes,
+        modules={n.name: n.module for n in graph.nodes if n.module},
     )
 
 

@@ -150,6 +150,7 @@ class Finding:
     extra: dict[str, Any] = field(default_factory=dict)
     waived: bool = False  # a [[tool.lipaudit.waive]] entry matched: reported, never counted
     reason: str | None = None  # the waiver's reason
+    module: str | None = None  # the node's source module path (dynamo exporter metadata)
 
     @property
     def name(self) -> str:
@@ -163,6 +164,8 @@ class Finding:
         out: dict[str, Any] = {"code": self.code, "name": self.name, "severity": self.severity, "message": self.message}
         if self.node is not None:
             out["node"] = self.node
+        if self.module is not None:
+            out["module"] = self.module
         if self.value is not None:
             out["value"] = float(self.value)
         if self.threshold is not None:

@@ -18,6 +18,7 @@ class Node:
     outputs: list[str]
     attrs: dict[str, Any] = field(default_factory=dict)
     domain: str = ""
+    module: str | None = None  # the source module's path (e.g. ``features.1.block.0``) when the exporter recorded it
 
 
 @dataclass

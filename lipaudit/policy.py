@@ -28,7 +28,8 @@ def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
     cert = result.network.get("certified")
     findings += certificate_findings(result, gates)
     if gates.max_lipschitz is not None and cert is not None and not cert.value <= gates.max_lipschitz:
-        findings.append(Finding("LIP001", f"certified network bound {cert.value:.6g} > {gates.max_lipschitz:.6g}",
+        on = " (on the --input-range domain)" if getattr(cert, "valid_on", None) is not None else ""
+        findings.append(Finding("LIP001", f"certified network bound{on} {cert.value:.6g} > {gates.max_lipschitz:.6g}",
                                 value=cert.value, threshold=gates.max_lipschitz))
     if gates.max_layer_norm is not None:
         for layer in result.layers:
@@ -39,6 +40,17 @@ def evaluate(result: AuditResult, gates: Gates) -> list[Finding]:
     if gates.baseline is not None and cert is not None:
         findings += _regressions(result, gates.baseline, gates.max_increase)
     findings += soundness_findings(result)
+    return with_modules(findings, getattr(result, "modules", {}))
+
+
+def with_modules(findings: list[Finding], modules: dict[str, str]) -> list[Finding]:
+    """Name the source module of each finding's node (dynamo exporter metadata), in the message and the JSON."""
+    for f in findings:
+        module = modules.get(f.node) if f.node else None
+        if module and f.module is None:
+            f.module = module
+            if repr(module) not in f.message and f"module {module}" not in f.message:
+                f.message = f"{f.message} [module {module}]"
     return findings
 
 

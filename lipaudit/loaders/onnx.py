@@ -19,6 +19,7 @@ import numpy as np
 from lipaudit.ops.contract import NON_DETERMINISTIC  # never folded: not functions of their inputs
 from lipaudit.errors import InputShapeError, ModelLoadError, UnsupportedOpError, first_line
 from lipaudit.graph import Graph, Node
+from lipaudit.loaders.module_names import module_path
 
 CONTROL_FLOW = {"If", "Loop", "Scan", "SequenceMap"}
 
@@ -287,6 +288,7 @@ def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
             outputs=list(proto.output),
             attrs={a.name: _attr_value(a) for a in proto.attribute},
             domain=proto.domain,
+            module=module_path({p.key: p.value for p in proto.metadata_props}) if proto.metadata_props else None,
         )
         node.name = _unique(node.name, used_names)
         folded = _try_fold(proto, node, constants, shapes, opset.get("ai.onnx", 21))

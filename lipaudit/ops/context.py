@@ -37,9 +37,11 @@ class Refusal:
     reason: str
     slot: str | None = None
     hint: str | None = None
+    module: str | None = None  # the source module's path, when the exporter recorded it
 
     def message(self) -> str:
-        where = f"node {self.node!r} ({self.op})" + (f", slot {self.slot!r}" if self.slot else "")
+        where = (f"node {self.node!r} ({self.op})" + (f" in module {self.module!r}" if self.module else "")
+                 + (f", slot {self.slot!r}" if self.slot else ""))
         return f"{where}: {self.reason}" + (f"; {self.hint}" if self.hint else "")
 
 
@@ -75,6 +77,7 @@ class LayerRecord:
     folded: list[str] = field(default_factory=list)
     note: str | None = None
     share: float = 0.0
+    module: str | None = None  # the source module's path (dynamo exporter metadata), filled in by record_layer
 
 
 @dataclass
@@ -97,6 +100,7 @@ class RuleContext:
     boxes: dict[str, Any] = field(default_factory=dict)  # value -> Box | NoBox on the domain (see ops/box.py)
     domain_uses: list[dict[str, Any]] = field(default_factory=list)  # factors that hold on the domain only
     _producers: dict[str, Node] | None = None
+    _modules: dict[str, str] | None = None
 
     # -- lookups -------------------------------------------------------------
     def const(self, name: str) -> np.ndarray | None:
@@ -121,8 +125,9 @@ class RuleContext:
     def shape(self, name: str, node: Node) -> tuple[int, ...]:
         shape = self.graph.shapes.get(name)
         if shape is None:
+            where = f" in module {node.module!r}" if getattr(node, "module", None) else ""
             raise InputShapeError(
-                f"the shape of {name!r} (input of node {node.name!r}, {node.op}) is unknown; give --input-shape"
+                f"the shape of {name!r} (input of node {node.name!r}, {node.op}{where}) is unknown; give --input-shape"
             )
         return shape
 
@@ -174,6 +179,8 @@ class RuleContext:
     def used_domain(self, node: Node, rule: str, factor: float | None = None) -> None:
         """Record that a factor holds on the input domain only (the network certificate then does too)."""
         entry: dict[str, Any] = {"name": node.name, "op": node.op, "rule": rule}
+        if getattr(node, "module", None):
+            entry["module"] = node.module
         if factor is not None:
             entry["factor"] = finite_or_inf(float(factor))
         self.domain_uses.append(entry)
@@ -211,6 +218,8 @@ class RuleContext:
 
     def record_layer(self, record: LayerRecord) -> dict[str, float]:
         """Store a layer and return its factor for every composition."""
+        if record.module is None:
+            record.module = self.module_of(record.name)
         self.layers.append(record)
         factors = {}
         for c in self.compositions:
@@ -225,7 +234,15 @@ class RuleContext:
         entry: dict[str, Any] = {"name": node.name, "op": node.op, "factor": finite_or_inf(float(factor))}
         if why:
             entry["rule"] = why
+        if getattr(node, "module", None):
+            entry["module"] = node.module
         self.factors.append(entry)
+
+    def module_of(self, node_name: str) -> str | None:
+        """The source module's path of a node (dynamo exporter metadata), or None."""
+        if self._modules is None:
+            self._modules = {n.name: n.module for n in self.graph.nodes if getattr(n, "module", None)}
+        return self._modules.get(node_name)
 
     def note(self, code: str, node: Node, message: str) -> None:
         """A finding the report should carry about this node (e.g. a rounding cast, non-finite weights)."""

@@ -87,14 +87,18 @@ def _section(report: dict[str, Any], level: int = 2) -> str:
         parts.append(f"<img alt='per-layer values' style='max-width:100%' src='data:image/png;base64,{figure}'>")
     elif why:
         parts.append(f"<p class='note'>The figure was left out: {e(why)}</p>")
-    header = ["#", "layer", "op", "kernel", "stride", "BN folded"] + cols
+    modules = any(layer.get("module") for layer in report["layers"])
+    header = ["#", "layer"] + (["module"] if modules else []) + ["op", "kernel", "stride", "BN folded"] + cols
     if compare_exact:
         header += [f"{c}/exact" for c in cols if c not in ("exact", "certified")]
     header += ["share", "time (s)"]
     parts.append(f"<h{level + 1}>layers</h{level + 1}><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
     for i, layer in enumerate(report["layers"], 1):
         values = layer["values"]
-        cells = [str(i), f"<td class='l'>{e(layer['name'])}</td>", e(layer["op"]),
+        cells = [str(i), f"<td class='l'>{e(layer['name'])}</td>"]
+        if modules:
+            cells.append(f"<td class='l'>{e(layer.get('module') or '-')}</td>")
+        cells += [e(layer["op"]),
                  e("x".join(map(str, layer.get("kernel_shape") or layer.get("weight_shape") or []))),
                  e("x".join(map(str, layer.get("strides") or []))), e(", ".join(layer["folded"]))]
         for c in cols:

@@ -59,6 +59,8 @@ def build_report(
         }
         if layer.note:
             entry["note"] = layer.note
+        if getattr(layer, "module", None):
+            entry["module"] = layer.module
         ratios = _ratios(layer.values)
         if ratios:
             entry["ratios"] = ratios

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 # rich's default box with padding (0, 1): one border per column plus one, and one space each side
 BORDER = 3
 NAME_MIN = 8  # the layer column is never narrower than this (names are then shortened to two lines)
-DROP_ORDER = ["time", "share", "stride", "<abbreviate>", "input", "BN folded", "op", "kernel", "#", "<ratios>",
+DROP_ORDER = ["time", "share", "stride", "<abbreviate>", "input", "BN folded", "module", "op", "kernel", "#", "<ratios>",
               "<compared>"]
 SHORT = {"BN folded": "BN", "kernel": "k", "stride": "s"}
 

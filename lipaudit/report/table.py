@@ -77,6 +77,10 @@ def _layer_columns(report: dict[str, Any]):
     out = [
         col("#", [i for i, _ in enumerate(layers, 1)], justify="right"),
         col("layer", [l["name"] for l in layers]),
+    ]
+    if any(l.get("module") for l in layers):  # source module paths, from the dynamo exporter's metadata
+        out.append(col("module", [l.get("module") or "-" for l in layers]))
+    out += [
         col("op", [l["op"] for l in layers]),
         col("kernel", [_shape(l.get("kernel_shape") or l.get("weight_shape")) for l in layers]),
         col("stride", [_shape(l.get("strides")) for l in layers]),
@@ -134,7 +138,7 @@ def render_table(report: dict[str, Any], width: int = 160, color: bool = False, 
                 row.append(_txt(layout.names[i]))
             elif c.key in value_keys:
                 row.append(_cell(layer["values"].get(c.key)))
-            elif c.key in ("op",):
+            elif c.key in ("op", "module"):
                 row.append(_txt(c.cells[i]))
             else:
                 row.append(c.cells[i])

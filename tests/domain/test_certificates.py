@@ -22,7 +22,7 @@ from tests.soundness.graphs import assert_sound, certify
 
 
 @seed(1414)
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 @given(steps=st.lists(st.sampled_from(sorted(STEPS)), min_size=1, max_size=3), seed_=st.integers(0, 1000),
        lo=st.floats(-3, 0.5), width=st.floats(0.05, 3))
 def test_domain_certificate_bounds_secants_inside_the_box(steps, seed_, lo, width):
