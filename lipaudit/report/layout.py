@@ -2,7 +2,7 @@
 
 Columns have a priority. When the table is too wide, the least useful go first, in this order:
 ``time``, ``share``, ``stride``, then headers are abbreviated (``BN folded`` -> ``BN``,
-``kernel`` -> ``k``), then names wrap, then ``input``, ``BN``, ``op``, ``kernel``, ``#``, the
+``kernel`` -> ``k``), then names wrap, then ``input``, ``BN``, ``module``, ``op``, ``kernel``, ``#``, the
 ratio columns and, last, compared methods other than ``exact``; the legend names what was left
 out. The layer name wraps to at most two lines (a longer one keeps its start and end around ``…``).
 Numbers are never shortened, wrapped or cut, and the selected method, ``certified`` and ``exact``

@@ -267,8 +267,8 @@ def _domain_text(valid_on) -> str:
     """``[-3, 3]``, or ``[[lo...], [hi...]]`` per channel."""
     lo, hi = valid_on
     if isinstance(lo, list):
-        return "per channel " + ", ".join(f"[{fmt(a)}, {fmt(b)}]" for a, b in zip(lo, hi))
-    return f"[{fmt(lo)}, {fmt(hi)}]"
+        return "per channel " + ", ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi))
+    return f"[{lo:g}, {hi:g}]"
 
 
 def verdict_line(report: dict[str, Any]) -> str:
