@@ -177,22 +177,10 @@ def _graph_from_module(path: str, fmt: str, module, options: LoadOptions) -> Loa
 
 
 def _from_arch(path: str, tensors: dict[str, np.ndarray], options: LoadOptions) -> LoadedModel:
-    import importlib
+    from lipaudit.loaders.arch import build, load_into
 
-    import torch
-
-    module_name, _, attr = options.arch.partition(":")
-    if not module_name or not attr:
-        raise ModelLoadError(f"--arch {options.arch!r}: expected package.module:factory")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-        model = factory()
-    except Exception as exc:
-        raise ModelLoadError(f"--arch {options.arch}: cannot build the model ({first_line(exc)})") from None
-    try:
-        model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}, strict=True)
-    except Exception as exc:
-        raise ModelLoadError(f"{path}: does not fit --arch {options.arch} ({first_line(exc)})") from None
+    model = build(options.arch)
+    load_into(model, tensors, path, options.arch)
     return _graph_from_module(path, "state-dict+arch", model, options)
 
 
