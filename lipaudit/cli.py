@@ -292,13 +292,18 @@ def _error(console, message: str) -> None:
 
 
 def _logging(verbose: int) -> None:
-    """-v: lipaudit's log messages on stderr (INFO); -vv: DEBUG. Silent otherwise."""
+    """-v: lipaudit's own log messages on stderr (INFO); -vv: DEBUG. Library logs stay silent."""
     import logging
 
-    if verbose:
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, stream=sys.stderr,
-                            format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("lipaudit").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    if not verbose:
+        return
+    logging.disable(logging.NOTSET)  # normal runs disable logging entirely (lipaudit.exits)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("lipaudit")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
 
 def _run_all(paths, opts, jobs, quiet, console):

@@ -7,6 +7,7 @@ escapes as a traceback. Used by the CLI, and by ``--jobs`` worker processes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from lipaudit.findings import Finding
 from lipaudit.suppress import Suppressions
 
 EXIT = {"pass": 0, "fail": 1, "error": 2}
+log = logging.getLogger("lipaudit.runner")
 
 
 @dataclass
@@ -163,6 +165,9 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
         model["path"] = describe(source)
         loaded, digest = load_in_memory(source, _load_options(opts))
     timings["load_s"] = time.perf_counter() - t0
+    from lipaudit.safe_io import clean_text
+
+    log.info("loaded %s as %s in %.2fs", clean_text(model["path"]), loaded.format, timings["load_s"])
     model.update(sha256=digest, format=loaded.format, opset=loaded.meta.get("opset"),
                  producer=loaded.meta.get("producer"), has_graph=loaded.graph is not None)
     t0 = time.perf_counter()
@@ -182,6 +187,11 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
     timings["bounds_s"] = result.timings.get("bounds_s", audit_wall)
     timings["certificate_s"] = result.timings.get("certificate_s", max(audit_wall - timings["bounds_s"], 0.0))
     model["outputs"] = list(result.outputs)
+    log.info("%d layers bounded in %.2fs, certificate in %.2fs; network values: %s", len(result.layers),
+             timings["bounds_s"], timings["certificate_s"],
+             ", ".join(f"{k}={v.value:.6g} ({v.kind.value})" for k, v in result.network.items()) or "none")
+    for layer in result.layers:
+        log.debug("layer %s: %s", clean_text(layer.name), ", ".join(f"{m}={r.value:.6g} {r.kind.value}" for m, r in layer.values.items()))
     baseline_notes = _match_baseline(baseline, model, settings_dict, opts) if baseline is not None else []
     findings = _findings(result, opts, baseline, loaded.graph is not None) + baseline_notes
     from lipaudit import suppress

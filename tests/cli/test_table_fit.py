@@ -107,7 +107,9 @@ def test_cli_width_wide_and_verbose(monkeypatch):
     runner = CliRunner()
     res = runner.invoke(app, ["check", "sample_models/mnist_resnet.onnx", "-v"], env={"COLUMNS": "80"})
     assert res.exit_code == 0
-    assert max(len(line) for line in res.stderr.splitlines()) <= 80
+    assert max(len(line) for line in res.stderr.splitlines() if not line.startswith("INFO ")) <= 80
     assert "per-layer details" in res.stderr and "iterations" in res.stderr and "converged" in res.stderr
+    assert "INFO lipaudit.runner: loaded sample_models/mnist_resnet.onnx" in res.stderr  # -v turns on logging
     wide = runner.invoke(app, ["check", "sample_models/mnist_resnet.onnx", "--wide"], env={"COLUMNS": "80"})
     assert "share" in wide.stderr and "time" in wide.stderr
+    assert "INFO" not in wide.stderr
