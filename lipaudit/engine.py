@@ -22,6 +22,7 @@ from lipaudit.errors import UnsupportedOpError, UsageError
 from lipaudit.fold import plan_bn_folds
 from lipaudit.graph import Graph
 from lipaudit.ops import load_rules
+from lipaudit.ops.box import node_boxes, start_boxes
 from lipaudit.ops.context import LayerRecord, Refusal, RuleContext, finite_or_inf
 from lipaudit.ops.contract import DEFAULT_DOMAINS, HINT_STOP, NON_DETERMINISTIC, check_node, undeclared_outputs, unknown_op
 from lipaudit.values import Kind
@@ -152,7 +153,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     outputs = _select_outputs(graph, settings)
     needed = _needed_nodes(graph, outputs)
     ctx = RuleContext(graph, settings.compositions, settings.conv_methods, settings)
-    intervals = _start_boxes(graph, ctx, settings.input_range)
+    intervals = start_boxes(graph, ctx, settings.input_range)
     plan_bn_folds(graph, ctx, observed=set(outputs))
     for name in graph.inputs:
         ctx.lips[name] = {c: 1.0 for c in ctx.compositions}
@@ -262,51 +263,6 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
         ctx.note("LIP010", node, f"node {node.name} ({node.op}) uses a constant that holds NaN or inf")
         results = [({c: math.inf for c in ctx.compositions} if isinstance(r, dict) else r) for r in results]
     return results, None, True
-
-
-def _start_boxes(graph: Graph, ctx: RuleContext, domain):
-    """With a domain: the inputs' boxes, and the interval rules; None without one."""
-    if domain is None:
-        return None
-    from lipaudit.ops.box import INTERVALS, Box
-
-    ctx.domain = domain
-    for name in graph.inputs:
-        shape = graph.shapes.get(name)
-        if shape is None:
-            raise UsageError(f"--input-range: the shape of input {name!r} is unknown; give --input-shape")
-        ctx.boxes[name] = Box(*domain.bounds_for(tuple(shape)))
-    return INTERVALS
-
-
-def node_boxes(node, ctx: RuleContext, intervals, contract_ok: bool) -> None:
-    """The node's outputs' boxes on the domain; a ``NoBox`` naming the node where none can be given."""
-    from lipaudit.ops.box import Box, NoBox, NoInterval
-
-    fn = intervals.get(node.op) if node.domain in DEFAULT_DOMAINS else None
-    outs = node.outputs
-    if fn is None or not contract_ok:
-        why = "no interval rule for this op" if fn is None else "the node breaks its rule's contract"
-        boxes = [NoBox(node.name, node.op, why)] * len(outs)
-    else:
-        try:
-            boxes = list(fn(node, ctx)) + [None] * len(outs)
-        except NoInterval as exc:
-            boxes = [exc.upstream or NoBox(node.name, node.op, exc.reason)] * len(outs)
-        except Exception as exc:  # a rule that cannot bound this instance: no bounds, never a guess
-            boxes = [NoBox(node.name, node.op, f"interval rule failed ({type(exc).__name__}: {str(exc)[:100]})")] * len(outs)
-    for o, b in zip(outs, boxes):
-        if not o:
-            continue
-        if isinstance(b, Box):
-            shape = ctx.graph.shapes.get(o)
-            try:
-                ok = shape is not None and np.broadcast_shapes(np.shape(b.lo), np.shape(b.hi), tuple(shape)) == tuple(shape)
-            except ValueError:
-                ok = False
-            if not ok:
-                b = NoBox(node.name, node.op, "internal: the bounds do not match the value's shape")
-        ctx.boxes[o] = b if b is not None else NoBox(node.name, node.op, "this output has no interval bounds")
 
 
 def _not_a_constant(node) -> Refusal | None:

@@ -24,6 +24,7 @@ through a linear op with its weights replaced by their absolute values) and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -261,3 +262,99 @@ def matmul_boxes(a: Box, b: Box) -> Box:
     center = am @ bm
     radius = np.abs(am) @ br + ar @ (np.abs(bm) + br) + ROUNDING * ((np.abs(am) + ar) @ (np.abs(bm) + br))
     return Box(center - radius, center + radius).widened()
+
+
+# -- the walk's second quantity (called by lipaudit.engine for every node, after its Lipschitz rule) --------
+
+
+def start_boxes(graph, ctx, domain):
+    """With a domain: the inputs' boxes, their centers and the domain's l2 radius; returns the interval rules.
+
+    Returns None without a domain (no bounds are computed).
+    """
+    if domain is None:
+        return None
+    from lipaudit.errors import UsageError
+
+    ctx.domain = domain
+    squares = 0.0
+    for name in graph.inputs:
+        shape = graph.shapes.get(name)
+        if shape is None:
+            raise UsageError(f"--input-range: the shape of input {name!r} is unknown; give --input-shape")
+        lo, hi = domain.bounds_for(tuple(shape))
+        ctx.boxes[name] = Box(lo, hi)
+        mid = (lo + hi) / 2
+        ctx.centers[name] = Box(mid, mid)
+        squares += float(np.sum(np.square(np.maximum(hi - mid, mid - lo))))
+    ctx.domain_radius = math.sqrt(squares) * (1 + 1e-12)
+    return INTERVALS
+
+
+def node_boxes(node, ctx, intervals, contract_ok: bool) -> None:
+    """The node's outputs' boxes on the domain; a ``NoBox`` naming the node where none can be given.
+
+    Each box is intersected with a Lipschitz box: for ``x`` in the domain with center ``x0``
+    and l2 radius ``R``, every entry satisfies ``|v_i(x) - v_i(x0)| <= ||v(x) - v(x0)|| <= L_v R``,
+    where ``L_v`` is the value's certified constant and ``v(x0)`` is enclosed by the same interval
+    rules run on the center (a point). Deep networks keep useful bounds this way, where plain
+    interval arithmetic grows geometrically with depth.
+    """
+    fn = intervals.get(node.op) if node.domain in ("", "ai.onnx") else None
+    outs = node.outputs
+    if fn is None or not contract_ok:
+        why = "no interval rule for this op" if fn is None else "the node breaks its rule's contract"
+        boxes = [NoBox(node.name, node.op, why)] * len(outs)
+        centers = boxes
+    else:
+        boxes = _run(fn, node, ctx)
+        saved, ctx.boxes = ctx.boxes, ctx.centers
+        try:
+            centers = _run(fn, node, ctx)
+        finally:
+            ctx.boxes = saved
+    for o, b, c in zip(outs, boxes, centers):
+        if not o:
+            continue
+        shape = ctx.graph.shapes.get(o)
+        b, c = _fits(node, b, shape), _fits(node, c, shape)
+        if isinstance(b, Box) and isinstance(c, Box):
+            b = _intersect_lipschitz(b, c, ctx.lips.get(o), ctx.domain_radius)
+        ctx.boxes[o] = b
+        ctx.centers[o] = c
+
+
+def _run(fn, node, ctx) -> list:
+    n = len(node.outputs)
+    try:
+        out = list(fn(node, ctx)) + [None] * n
+    except NoInterval as exc:
+        return [exc.upstream or NoBox(node.name, node.op, exc.reason)] * n
+    except Exception as exc:  # a rule that cannot bound this instance: no bounds, never a guess
+        return [NoBox(node.name, node.op, f"interval rule failed ({type(exc).__name__}: {str(exc)[:100]})")] * n
+    return [b if b is not None else NoBox(node.name, node.op, "this output has no interval bounds") for b in out[:n]]
+
+
+def _fits(node, b, shape):
+    if not isinstance(b, Box):
+        return b
+    try:
+        ok = shape is not None and np.broadcast_shapes(np.shape(b.lo), np.shape(b.hi), tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    return b if ok else NoBox(node.name, node.op, "internal: the bounds do not match the value's shape")
+
+
+def _intersect_lipschitz(b: Box, center: Box, lip, radius: float) -> Box:
+    """``b`` intersected with ``[v(x0) - L R, v(x0) + L R]`` (L: the certified constant, sound on the domain)."""
+    if not isinstance(lip, dict):
+        return b
+    L = lip.get("certified")
+    if L is None or not math.isfinite(L):
+        return b
+    reach = L * radius * (1 + 1e-12)
+    lo = np.maximum(b.lo, center.lo - reach)
+    hi = np.minimum(b.hi, center.hi + reach)
+    if np.any(lo > hi):  # cannot happen for sound inputs; keep the interval box rather than guess
+        return b
+    return Box(lo, hi)

@@ -98,6 +98,8 @@ class RuleContext:
     notes: list[tuple[str, str, str]] = field(default_factory=list)  # (code, node, message) for findings
     domain: Any = None  # lipaudit.domain.InputDomain: --input-range, or None (global certificates only)
     boxes: dict[str, Any] = field(default_factory=dict)  # value -> Box | NoBox on the domain (see ops/box.py)
+    centers: dict[str, Any] = field(default_factory=dict)  # value -> Box enclosing it at the domain's center
+    domain_radius: float = 0.0  # l2 radius of the domain around its center
     domain_uses: list[dict[str, Any]] = field(default_factory=list)  # factors that hold on the domain only
     _producers: dict[str, Node] | None = None
     _modules: dict[str, str] | None = None

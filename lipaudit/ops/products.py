@@ -39,14 +39,39 @@ def _grouped_sup(weights: np.ndarray, operand_shape, out_shape) -> float:
     return float(np.sqrt(np.max(sq))) * SAFETY
 
 
+def _lipschitz_grouped(ctx, other: str, operand_shape, out_shape) -> float:
+    """The grouped factor from the center and a Lipschitz constant instead of entry-wise bounds.
+
+    For a group ``G`` of entries of ``other`` (the copies one entry of the operand multiplies),
+    ``||other_G(x)|| <= ||other_G(x0)|| + ||other(x) - other(x0)|| <= ||other_G(x0)|| + L R`` on the
+    domain (center ``x0``, l2 radius ``R``). Entry-wise bounds would count the deviation once per
+    entry of the group (sqrt(|G|) times). Only when ``other`` is not broadcast (each entry once).
+    """
+    import math
+
+    from lipaudit.ops.box import Box
+
+    center = ctx.centers.get(other)
+    lip = ctx.lips.get(other)
+    if tuple(ctx.graph.shapes.get(other, ())) != tuple(out_shape) or not isinstance(center, Box) \
+            or not isinstance(lip, dict):
+        return math.inf
+    L = lip.get("certified", math.inf)
+    if not math.isfinite(L):
+        return math.inf
+    return _grouped_sup(center.mag(), operand_shape, out_shape) + L * ctx.domain_radius * SAFETY
+
+
 def product(node, ctx, a: str, b: str):
     """Lipschitz constant of ``a * b`` (both input-dependent) on the domain."""
     out = node.outputs[0]
     what = "a product of two input-dependent tensors"
     ba, bb = ctx.domain_box(node, a, what), ctx.domain_box(node, b, what)
     out_shape = ctx.shape(out, node)
-    fa = _grouped_sup(bb.mag(), ctx.shape(a, node), out_shape)  # multiplies L_a
-    fb = _grouped_sup(ba.mag(), ctx.shape(b, node), out_shape)
+    fa = min(_grouped_sup(bb.mag(), ctx.shape(a, node), out_shape),  # multiplies L_a
+             _lipschitz_grouped(ctx, b, ctx.shape(a, node), out_shape))
+    fb = min(_grouped_sup(ba.mag(), ctx.shape(b, node), out_shape),
+             _lipschitz_grouped(ctx, a, ctx.shape(b, node), out_shape))
     ctx.used_domain(node, f"product on the domain: sup|{b}| x L_a + sup|{a}| x L_b (grouped by broadcast)",
                     max(fa, fb))
     ctx.note_factor(node, max(fa, fb), "product certified on the input domain")
