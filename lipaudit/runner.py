@@ -157,7 +157,10 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
     baseline = _read_baseline(opts.baseline) if opts.baseline else None
     t0 = time.perf_counter()
     if isinstance(source, (str, os.PathLike)):
-        loaded = _load(str(source), opts)
+        from lipaudit.budget import limit
+
+        with limit(opts.max_memory):
+            loaded = _load(str(source), opts)
         digest = sha256(str(source))
     else:
         from lipaudit.loaders.memory import describe, load_in_memory
@@ -177,6 +180,9 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
         graph = loaded.graph
         model["inputs"] = list(graph.inputs)
         model["input_shape"] = list(graph.shapes.get(graph.inputs[0], ())) or None
+        from lipaudit.budget import check_graph
+
+        check_graph(graph, settings, opts.max_memory)  # refuse before anything is allocated
         result = audit(graph, settings, progress)
     else:
         from lipaudit.loaders.state_dict import audit_weights

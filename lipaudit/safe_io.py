@@ -191,3 +191,32 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, flag: str = "output
     with StagedWrites() as staged:
         staged.stage(path, data, flag)
         staged.commit()
+
+
+def check_external_data(model, base_dir: str, path: str) -> None:
+    """Before onnx reads external weights: each file is a regular file inside the model's folder, and
+    the bytes to read fit the run's memory budget (a FIFO or /dev/zero would never end)."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    from lipaudit.budget import current, require
+
+    total = 0
+    base = os.path.realpath(base_dir)
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        location = os.path.realpath(os.path.join(base, info.location or ""))
+        if os.path.commonpath([base, location]) != base:
+            raise ModelLoadError(f"{path}: external weights of {clean_text(tensor.name)!r} point outside the model's folder")
+        try:
+            require_regular_file(location, "external weights")
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{path}: missing or unreadable external weights ({exc})") from None
+        size = os.path.getsize(location)
+        offset = int(info.offset or 0)
+        length = int(info.length) if info.length else size - offset
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ModelLoadError(f"{path}: external weights of {clean_text(tensor.name)!r} lie outside {info.location}")
+        total += length
+    require(f"{path}: reading the external weights", total, current())

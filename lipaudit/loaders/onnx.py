@@ -213,6 +213,9 @@ def _read(path: str):
         raise ModelLoadError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     if not model.graph.node and not model.graph.input:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph found)")
+    from lipaudit.safe_io import check_external_data
+
+    check_external_data(model, os.path.dirname(os.path.abspath(path)), path)  # regular files, within budget
     try:
         from onnx.external_data_helper import load_external_data_for_model
 
@@ -368,6 +371,9 @@ def _try_fold(proto, node: Node, constants: dict[str, np.ndarray], shapes, opset
         return [shape[start:end] if end is not None else shape[start:]]
     if not all((not name) or name in constants for name in node.inputs):
         return None
+    from lipaudit.budget import check_folded
+
+    check_folded(node, constants, shapes)  # a 300-byte ConstantOfShape can ask for terabytes
     try:
         feeds = {name: constants[name] for name in node.inputs if name}
         return [np.asarray(x) for x in _evaluate(proto, feeds, opset)]

@@ -60,6 +60,7 @@ def _safe_load(path: str, options: LoadOptions) -> Any:
 
     import torch
 
+    _require_unpacked_size(path, options)
     try:
         return torch.load(path, map_location="cpu", weights_only=not options.trust_pickle)
     except pickle.UnpicklingError as exc:
@@ -72,6 +73,18 @@ def _safe_load(path: str, options: LoadOptions) -> Any:
         raise ModelLoadError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, AttributeError, ImportError) as exc:
         raise ModelLoadError(f"{path}: not a readable PyTorch file ({first_line(exc)})") from None
+
+
+def _require_unpacked_size(path: str, options: LoadOptions) -> None:
+    """A zip checkpoint's records must fit the memory budget once unpacked (a zip bomb does not)."""
+    from lipaudit.budget import current, require
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # a raw pickle: its size is the file's
+    require(f"{path}: unpacking the checkpoint", total, options.max_bytes if options.max_bytes is not None else current())
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
