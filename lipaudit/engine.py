@@ -242,7 +242,8 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
     """Check the node against its rule's contract, run the rule, and make its outputs sound.
 
     Returns ``(results, refusal, contract_ok)``; exactly one of the first two is meaningful;
-    ``contract_ok`` says whether the node passed its rule's contract (so its attributes and slots are understood).
+    ``contract_ok`` says whether the rule accepted the node (its contract and its own checks), so that its
+    attributes and slots are understood and its interval rule may run.
     """
     rule = rules.get(node.op) if node.domain in DEFAULT_DOMAINS else None
     if rule is None:
@@ -254,7 +255,7 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
     try:
         results = list(rule.fn(node, ctx))
     except UnsupportedOpError as exc:
-        return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint), rule.kind != "refused"
+        return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint), False
     results += [None] * (len(node.outputs) - len(results))
     for index, value in enumerate(node.outputs):
         if value in (marks := undeclared_outputs(rule, node, ctx)):

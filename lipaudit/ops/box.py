@@ -318,10 +318,34 @@ def node_boxes(node, ctx, intervals, contract_ok: bool) -> None:
             continue
         shape = ctx.graph.shapes.get(o)
         b, c = _fits(node, b, shape), _fits(node, c, shape)
-        if isinstance(b, Box) and isinstance(c, Box):
+        if isinstance(b, Box) and isinstance(c, Box) and o not in _inside_folds(ctx):
             b = _intersect_lipschitz(b, c, ctx.lips.get(o), ctx.domain_radius)
         ctx.boxes[o] = b
         ctx.centers[o] = c
+
+
+def _inside_folds(ctx) -> set[str]:
+    """Values strictly inside a folded BatchNorm pair: their ``lips`` entry is the whole pair's constant
+    (the BN scale is in the layer's kernel), not their own, so it bounds nothing about them."""
+    if ctx.shared_lips is None:
+        producers = ctx.producers()
+        inside: set[str] = set()
+        for bn_name, layer in ctx.folded_bns.items():
+            bn = ctx.graph.node(bn_name)
+            if bn is None:
+                continue
+            if any(name == bn_name for name, _ in ctx.fold_before.get(layer, [])):
+                inside.update(o for o in bn.outputs if o)
+                continue
+            value = bn.inputs[0]
+            for _ in range(len(ctx.graph.nodes)):  # walk up the chain of constant bias additions to the layer
+                inside.add(value)
+                p = producers.get(value)
+                if p is None or p.name == layer:
+                    break
+                value = next((x for x in p.inputs if x and x not in ctx.graph.constants), "")
+        ctx.shared_lips = inside
+    return ctx.shared_lips
 
 
 def _run(fn, node, ctx) -> list:

@@ -216,3 +216,20 @@ def test_op_without_interval_rule_names_the_node(monkeypatch):
     assert value is None and isinstance(result.boxes[t], NoBox)
     message = result.refusals[0].message()
     assert "Mul" in message and "n1_Tanh" in message and "no interval rule" in message
+
+
+def test_values_inside_a_folded_batchnorm_keep_sound_bounds():
+    """A conv output feeding a folded BN carries the pair's constant in the walk (BN scale in the kernel):
+    it must not be used to narrow the conv output's own bounds (a tiny BN scale would make them too narrow)."""
+    rng = np.random.default_rng(5)
+    net = Net(opset=17)
+    x = net.input(SHAPE, name="x")
+    y = net.op("Conv", [x, net.const(rng.standard_normal((C, C, 3, 3)) * 3), net.const(rng.standard_normal(C))],
+               pads=[1, 1, 1, 1])
+    z = net.op("BatchNormalization", [y, net.const(np.full(C, 1e-3)), net.const(np.zeros(C)), net.const(np.zeros(C)),
+                                      net.const(np.ones(C))])
+    w = net.op("BatchNormalization", [net.op("Relu", [z]), net.const(np.full(C, 1e-3)), net.const(np.zeros(C)),
+                                      net.const(np.zeros(C)), net.const(np.ones(C))])
+    v = net.op("Conv", [w, net.const(rng.standard_normal((C, C, 1, 1)))])
+    result = _check_contains(net.build([v]), -3.0, 3.0, 5)
+    assert result.layers[0].folded and result.layers[1].folded  # one BN folded after, one before
