@@ -5,10 +5,13 @@
     python benchmarks/run.py --quick              # skip --compare exact on ResNet-50
     python benchmarks/run.py --sections scaling   # one section; the others are kept from results.json
 
-Sections: (1) TN on the 20 ResNet-18 kernels and the trained sample kernels against the paper's
+Sections: (0, `targets`) the rows of the performance targets (issue 17): each repetition measures the
+floor (Python + `import onnx` + `onnx.load` of the same file) right before the check, and the table
+gives the minimum of each, the CPU time, peak memory and the 1-minute load average beside them;
+(1) TN on the 20 ResNet-18 kernels and the trained sample kernels against the paper's
 algorithm (benchmarks/baseline_tn.py); (2) whole-model `lipaudit check` runs from process start:
 wall time, peak memory, and the time split from the JSON report; (3) scaling with input resolution
-and with parameter count. Run it on an otherwise idle machine.
+and with parameter count. Run it on an otherwise idle machine when you can; the load is recorded.
 """
 
 from __future__ import annotations
@@ -88,19 +91,21 @@ def timed_check(model: Path, *args: str) -> dict:
     timer = shutil.which("time") or "/usr/bin/time"
     t0 = time.perf_counter()
     if os.path.exists(timer):
-        proc = subprocess.run([timer, "-f", "%e %M", *cmd], capture_output=True, text=True, cwd=ROOT)
-        wall, rss_kb = proc.stderr.strip().splitlines()[-1].split()[:2]
-        wall, peak_mb = float(wall), int(rss_kb) / 1024
+        proc = subprocess.run([timer, "-f", "%e %M %U %S", *cmd], capture_output=True, text=True, cwd=ROOT)
+        wall, rss_kb, user, system = proc.stderr.strip().splitlines()[-1].split()[:4]
+        wall, peak_mb, cpu = float(wall), int(rss_kb) / 1024, float(user) + float(system)
     else:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        wall, peak_mb = time.perf_counter() - t0, float("nan")
+        wall, peak_mb, cpu = time.perf_counter() - t0, float("nan"), float("nan")
     try:
         report = json.loads(proc.stdout)
     except ValueError:
-        return {"wall_s": wall, "peak_mb": peak_mb, "verdict": "error", "error": proc.stderr[-300:]}
+        return {"wall_s": wall, "peak_mb": peak_mb, "cpu_s": cpu, "verdict": "error", "error": proc.stderr[-300:]}
     t = report.get("timings", {})
     cert = report.get("network", {}).get("certified", {})
-    return {"wall_s": wall, "peak_mb": peak_mb, "verdict": report["verdict"], "layers": len(report["layers"]),
+    return {"wall_s": wall, "peak_mb": peak_mb, "cpu_s": cpu, "verdict": report["verdict"], "layers": len(report["layers"]),
+            "dense": [{"name": layer["name"], **{k: layer["values"][k] for k in ("certified", "tn", "fro") if k in layer["values"]}}
+                      for layer in report["layers"] if layer.get("op") in ("Gemm", "MatMul")],
             "load_s": t.get("load_s"), "bounds_s": t.get("bounds_s"), "certificate_s": t.get("certificate_s"),
             "report_s": t.get("report_s"), "in_process_s": report.get("elapsed_s"), "certified": cert.get("value")}
 
@@ -110,6 +115,59 @@ def process_floor() -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import lipaudit.cli, lipaudit.loaders.onnx, lipaudit.engine, onnx"], check=True)
     return time.perf_counter() - t0
+
+
+def onnx_floor(model: Path) -> float:
+    """The floor of issue 17: Python start + ``import onnx`` + ``onnx.load`` of the same file."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import onnx; onnx.load({str(model)!r})"], check=True)
+    return time.perf_counter() - t0
+
+
+def cli_flags() -> str:
+    return subprocess.run([sys.executable, "-m", "lipaudit", "check", "--help"], capture_output=True, text=True,
+                          cwd=ROOT).stdout
+
+
+def target_rows() -> list[tuple]:
+    """(row, model, flags, target text, target seconds given the floor, repetitions)."""
+    attained = ["--no-attained"] if "--no-attained" in cli_flags() else []
+    return [
+        ("ResNet-18 default", "resnet18", [], "floor + 1.0 s", lambda f: f + 1.0, 3),
+        ("ResNet-50 default", "resnet50", [], "floor + 2.5 s", lambda f: f + 2.5, 3),
+        ("ResNet-50 certified", "resnet50", ["--method", "certified", *attained], "under 20 s", lambda f: 20.0, 2),
+        ("VGG head 8192-4096-1000", "vgg_head", [], "under 3 s", lambda f: 3.0, 3),
+        ("VGG-11 fc1 25088-4096", "vgg11_fc1", [], "no Frobenius fallback (was 73 s)", None, 1),
+        ("ResNet-18 --compare exact (224x224)", "resnet18", ["--compare", "exact"], "-", None, 1),
+    ]
+
+
+def run_targets(results: dict) -> None:
+    """Each row: per repetition the onnx floor, then the check; the minimum of each, and the load beside it."""
+    from benchmarks.dense_head import ensure_heads
+
+    paths = {**ensure_models(), **ensure_heads()}
+    rows = []
+    for row, key, flags, target_text, target, reps in target_rows():
+        runs = []
+        for _ in range(reps):
+            load = os.getloadavg()[0]
+            floor = onnx_floor(paths[key])
+            r = timed_check(paths[key], *flags)
+            r.update(floor_s=floor, load=load)
+            runs.append(r)
+        best = min(runs, key=lambda r: r["wall_s"])
+        floor = min(r["floor_s"] for r in runs)
+        out = {"row": row, "command": f"lipaudit check {paths[key].name} {' '.join(flags)}".strip(), "floor_s": floor,
+               "wall_s": best["wall_s"], "cpu_s": min(r["cpu_s"] for r in runs), "peak_mb": max(r["peak_mb"] for r in runs),
+               "loads": [round(r["load"], 1) for r in runs], "walls": [round(r["wall_s"], 2) for r in runs],
+               "floors": [round(r["floor_s"], 2) for r in runs], "verdict": best["verdict"], "target": target_text,
+               "target_s": target(floor) if target else None, "dense": best.get("dense", []),
+               "bounds_s": best.get("bounds_s"), "load_s": best.get("load_s"), "certificate_s": best.get("certificate_s")}
+        rows.append(out)
+        print(f"{row:36s} wall {out['wall_s']:7.2f}s floor {floor:5.2f}s cpu {out['cpu_s']:7.2f}s {out['peak_mb']:6.0f} MB "
+              f"loads {out['loads']}", flush=True)
+    results["targets"] = rows
 
 
 # -- (3) scaling --------------------------------------------------------------------------------
@@ -153,13 +211,16 @@ def scaling_params() -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sections", default="tn,models,scaling", help="comma-separated: tn, models, scaling")
+    ap.add_argument("--sections", default="targets,tn,models,scaling", help="comma-separated: targets, tn, models, scaling")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
     out = ROOT / "benchmarks" / "results.json"
     results: dict = json.loads(out.read_text()) if out.exists() else {}
     results["machine"] = machine()
     print("machine:", results["machine"])
+    if "targets" in sections:
+        run_targets(results)
+        save(results)
     if "tn" in sections:
         run_tn(results)
         save(results)
@@ -214,6 +275,43 @@ def run_models(results: dict, quick: bool) -> None:
     results["models"] = runs
 
 
+def targets_markdown(res: dict) -> list[str]:
+    rows = res.get("targets")
+    if not rows:
+        return []
+    m = res["machine"]
+    lines = [
+        "## 0. Targets (issue 17)", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, numpy {m['numpy']}, {m['date']}. Every row: "
+        "repetitions of (floor, check) back to back; the floor is `python -c \"import onnx; onnx.load(file)\"`; "
+        "wall, floor and CPU (user + system) are the minimum over the repetitions, peak memory (max RSS) the maximum. "
+        "The load column is the 1-minute load average before each repetition: the machine is shared, and wall "
+        "times grow with it, CPU time much less.", "",
+        "| row | command | floor (s) | wall (s) | wall - floor (s) | CPU (s) | peak memory (MB) | load | target | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["target_s"] is None:
+            status = "-"
+        elif r["wall_s"] <= r["target_s"]:
+            status = "met"
+        else:
+            status = f"missed by {r['wall_s'] - r['target_s']:.2f} s"
+        lines.append(f"| {r['row']} | `{r['command']}` | {r['floor_s']:.2f} | {r['wall_s']:.2f} | {r['wall_s'] - r['floor_s']:.2f} | "
+                     f"{r['cpu_s']:.2f} | {r['peak_mb']:.0f} | {', '.join(str(x) for x in r['loads'])} | {r['target']} | {status} |")
+    dense = [(r["row"], d) for r in rows for d in r.get("dense", []) if r["row"].startswith("VGG")]
+    if dense:
+        lines += ["", "Dense layers (certified value and the solver's bracket; Frobenius beside it):", "",
+                  "| model | layer | certified | kind | lower end of the bracket | solver | Frobenius |", "|---|---|---|---|---|---|---|"]
+        for row, d in dense:
+            c = d["certified"]
+            lower = d.get("tn", {}).get("detail", {}).get("lower")
+            solver = d.get("tn", {}).get("detail", {}).get("solver", "")
+            lines.append(f"| {row} | {d['name']} | {c['value']:.6g} | {c['kind']} | {lower if lower is None else f'{lower:.6g}'} | "
+                         f"{solver} | {d.get('fro', {}).get('value', float('nan')):.4g} |")
+    return lines + [""]
+
+
 def write_markdown(res: dict) -> None:
     m = res["machine"]
     rows = res["tn_resnet18"]
@@ -226,8 +324,9 @@ def write_markdown(res: dict) -> None:
         "`benchmarks/results.json`. Discussion of targets and profiles: the last section, written by hand.",
         "",
         f"**Machine:** {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}; "
-        f"{m['platform']}; {m['date']}. Timings are wall clock on an otherwise idle machine.",
+        f"{m['platform']}; {m['date']}. Timings are wall clock; the load average at each measurement is given where it was recorded.",
         "",
+        *targets_markdown(res),
         "## 1. TN on the 20 ResNet-18 kernels vs the paper's algorithm",
         "",
         "Kernels: torchvision ResNet-18 shapes and strides, He-initialised random weights (seed 0). Baseline: "

@@ -48,19 +48,26 @@ def _gamma(k: int) -> float:
     return 4 * k * _U64 / (1 - 4 * k * _U64)
 
 
-def lanczos_top(mat: np.ndarray, steps: int = 80, tol: float = 1e-9, seed: int = 0) -> tuple[float, np.ndarray]:
+def lanczos_top(
+    mat: np.ndarray, steps: int = 80, tol: float = 1e-9, seed: int = 0, hermitian: bool = False
+) -> tuple[float, np.ndarray]:
     """Estimate ``(sigma_max(R)^2, v)`` for one matrix: Lanczos on the smaller Gram operator.
 
     ``v`` is the Ritz vector in the smaller dimension (a right singular vector
     when ``n <= m``, else a left one). Products are float32 (complex64); the
     Lanczos basis is float64 and fully reorthogonalised. Stops when the top
     Ritz value changed by less than ``tol`` (relative) over 5 steps.
+    ``hermitian``: ``mat`` already is the Gram matrix (positive semidefinite);
+    its largest eigenvalue is estimated.
     """
     small_right = mat.shape[1] <= mat.shape[0]
     low = np.complex64 if np.iscomplexobj(mat) else np.float32
     R = mat.astype(low, copy=False)
     Rh = np.conj(R).T if np.iscomplexobj(R) else R.T  # a view for real matrices; BLAS reads it transposed
-    if small_right:
+    if hermitian:
+        def op(x):
+            return R @ x.astype(low)
+    elif small_right:
         def op(x):
             return Rh @ (R @ x.astype(low))
     else:
@@ -122,7 +129,8 @@ def gram64(mat: np.ndarray) -> tuple[np.ndarray, float]:
     else:
         A = R @ Rh
         inner = n
-    fro2 = float(np.sum(np.abs(R) ** 2))
+    flat = R.reshape(-1)
+    fro2 = float(np.real(np.vdot(flat, flat)))  # no temporary copies of a large matrix
     return A, _gamma(inner) * fro2
 
 
@@ -158,14 +166,16 @@ def certified_top_singular(mat: np.ndarray, estimate: float | None = None, seed:
     mat = np.asarray(mat)
     if mat.size == 0 or not np.any(mat):
         return 0.0, 0.0, {"solver": "zero matrix"}
-    # scale by a power of two (exact) so that the Gram matrix neither overflows nor underflows
-    unit = 2.0 ** -int(np.frexp(float(np.max(np.abs(mat))))[1])
-    if unit != 1.0:
+    # entries far from 1: scale by a power of two (exact) so that the Gram matrix neither overflows nor underflows
+    exponent = int(np.frexp(max(float(np.max(mat)), -float(np.min(mat))) if np.isrealobj(mat) else
+                            float(np.max(np.abs(mat))))[1])
+    if abs(exponent) > 200:
+        unit = 2.0 ** -exponent
         lower, upper, info = certified_top_singular(mat * unit, None if estimate is None else estimate * unit**2, seed)
         return lower / unit, upper / unit, info
-    if estimate is None:
-        estimate, _ = lanczos_top(mat, seed=seed)
     A, err = gram64(mat)
+    if estimate is None:
+        estimate, _ = lanczos_top(A, seed=seed, hermitian=True)  # on the Gram: one n x n product per step
     top_diag = float(np.max(np.real(np.diagonal(A))))  # lambda_max >= every diagonal entry of a PSD matrix
     for attempt in range(2):
         base = max(estimate, top_diag, 1e-300)
@@ -175,7 +185,7 @@ def certified_top_singular(mat: np.ndarray, estimate: float | None = None, seed:
                 lower = float(np.sqrt(max(estimate, 0.0))) * (1 - 1e-6)
                 return lower, float(np.sqrt(bound)), {"solver": "lanczos+cholesky", "shift": shift}
         # the estimate missed the top (an unlucky start): a longer Lanczos run from another start
-        estimate, _ = lanczos_top(mat, steps=4 * 80, tol=1e-12, seed=seed + 1 + attempt)
+        estimate, _ = lanczos_top(A, steps=4 * 80, tol=1e-12, seed=seed + 1 + attempt, hermitian=True)
     top = float(np.linalg.eigvalsh(A)[-1])
     slack = err + _gamma(A.shape[0]) * A.shape[0] * abs(top)
     return float(np.sqrt(max(top - slack, 0.0))), float(np.sqrt(top + slack)), {"solver": "eigvalsh (fallback)"}

@@ -19,14 +19,10 @@ from lipaudit.bounds.linalg import max_singular_values
 EXACT_DIM = 256
 
 
-def unfoldings(kernels: np.ndarray):
-    """Yield ``(name, stack)`` for every unfolding ``(c_out x S_A) x (c_in x S_rest)``.
-
-    ``kernels`` is ``(G, c_out, c_in, *taps)``. For a 2-D kernel these are the
-    four unfoldings of Singla & Feizi; a d-D kernel has ``2^d`` of them.
-    """
-    G, co, ci = kernels.shape[:3]
-    taps = kernels.shape[3:]
+def _layouts(shape: tuple[int, ...]):
+    """``(name, axis order, rows, cols)`` of every unfolding of a ``(G, c_out, c_in, *taps)`` stack."""
+    co, ci = shape[1:3]
+    taps = shape[3:]
     d = len(taps)
     # an axis with one tap gives the same matrix on either side: enumerate the others only
     movable = [a for a in range(d) if taps[a] > 1]
@@ -37,7 +33,17 @@ def unfoldings(kernels: np.ndarray):
             m = co * int(np.prod([taps[a] for a in rows]))
             n = ci * int(np.prod([taps[a] for a in cols]))
             name = "c_out" + "".join(f"*k{a + 1}" for a in rows) + " x c_in" + "".join(f"*k{a + 1}" for a in cols)
-            yield name, kernels.transpose(order).reshape(G, m, n)
+            yield name, order, m, n
+
+
+def unfoldings(kernels: np.ndarray):
+    """Yield ``(name, stack)`` for every unfolding ``(c_out x S_A) x (c_in x S_rest)``.
+
+    ``kernels`` is ``(G, c_out, c_in, *taps)``. For a 2-D kernel these are the
+    four unfoldings of Singla & Feizi; a d-D kernel has ``2^d`` of them.
+    """
+    for name, order, m, n in _layouts(kernels.shape):
+        yield name, kernels.transpose(order).reshape(kernels.shape[0], m, n)
 
 
 def f4_norm(kernels: np.ndarray) -> tuple[float, str]:
@@ -49,21 +55,25 @@ def f4_norm(kernels: np.ndarray) -> tuple[float, str]:
     Lanczos estimate each (float32 products); they are then visited smallest
     estimate first, and each is certified (a float64 Cholesky certificate,
     :mod:`lipaudit.bounds.certify`) only while its estimate, a value from
-    below, is under the best certified value: the others cannot be the minimum. The result is the exact F4 up to the certificate's 1e-6.
+    below, is under the best certified value: the others cannot be the minimum.
+    The result is the exact F4 up to the certificate's 1e-6.
     """
     taps = kernels.shape[3:]
     scale = math.sqrt(float(np.prod(taps))) if taps else 1.0
     k64 = np.asarray(kernels, dtype=np.float64)
-    candidates = list(unfoldings(k64))
-    if max(min(stack.shape[1:]) for _, stack in candidates) <= EXACT_DIM:
-        return _f4_exact(candidates, scale)
+    layouts = {name: (order, m, n) for name, order, m, n in _layouts(k64.shape)}
+    if max(min(m, n) for _, m, n in layouts.values()) <= EXACT_DIM:
+        return _f4_exact(list(unfoldings(k64)), scale)
+    k32 = k64.astype(np.float32)  # the estimates need no float64; only the certified unfoldings do
     best = np.full(k64.shape[0], np.inf)
     names = [""] * k64.shape[0]
     for g in range(k64.shape[0]):
-        estimates = [(lanczos_top(stack[g].astype(np.float32))[0], name, stack[g]) for name, stack in candidates]
-        for estimate, name, mat in sorted(estimates, key=lambda item: item[0]):
+        estimates = [(lanczos_top(stack[0])[0], name) for name, stack in unfoldings(k32[g : g + 1])]
+        for estimate, name in sorted(estimates):
             if math.sqrt(estimate) * (1 - 1e-5) >= best[g]:
                 continue  # a value from below already above the best bound: not the minimum
+            order, m, n = layouts[name]
+            mat = k64[g : g + 1].transpose(order).reshape(m, n)  # float64 only for the unfoldings certified
             if min(mat.shape) <= EXACT_DIM:
                 upper = float(max_singular_values(mat[None])[0])
             else:
