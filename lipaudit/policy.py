@@ -66,7 +66,7 @@ def certificate_findings(result: AuditResult, gates: Gates) -> list[Finding]:
     if getattr(result, "refusals", []) and getattr(result, "layers", None):
         out.append(Finding("LIP013", f"no network certificate, but every layer's values were computed "
                                      f"({len(result.layers)} layers); to certify: "
-                                     + _remedy(result)))
+                                     + remedy(result)))
     seen = set()
     for code, node, message in getattr(result, "node_notes", []):
         if (code, node) not in seen:
@@ -88,7 +88,7 @@ def certificate_findings(result: AuditResult, gates: Gates) -> list[Finding]:
     return out
 
 
-def _remedy(result) -> str:
+def remedy(result) -> str:
     """What would make the network certifiable, from the refusals' hints."""
     hints = " ".join(r.hint or "" for r in result.refusals)
     options = []

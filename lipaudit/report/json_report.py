@@ -89,8 +89,12 @@ def build_report(
         report["network"]["unavailable"] = {
             "message": "no network certificate: " + refusals[0].message(),
             "reasons": [{k: v for k, v in {"node": r.node, "op": r.op, "slot": r.slot, "reason": r.reason,
-                                           "hint": r.hint}.items() if v is not None} for r in refusals],
+                                           "hint": r.hint, "module": getattr(r, "module", None)}.items()
+                         if v is not None} for r in refusals],
         }
+        from lipaudit.policy import remedy
+
+        report["network"]["unavailable"]["remedy"] = remedy(result)
     if "exact" in result.network:
         exact = result.network["exact"].value
         for comp in result.network:

@@ -67,13 +67,15 @@ class NetworkValue(_Raw):
     per_output: Mapping[str, float] = field(default_factory=dict)
     estimate_layers: tuple[str, ...] = ()
     ratio_to_exact: float | None = None
+    valid_on: Any = None  # the --input-range domain it holds on ([lo, hi] or per channel), None: every input
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "NetworkValue":
         return cls(value=_num(d.get("value")), kind=Kind(d["kind"]),
                    per_output={k: _num(v) for k, v in d.get("per_output", {}).items()},
-                   estimate_layers=tuple(d.get("estimate_layers", ())), ratio_to_exact=d.get("ratio_to_exact"), raw=d)
+                   estimate_layers=tuple(d.get("estimate_layers", ())), ratio_to_exact=d.get("ratio_to_exact"),
+                   valid_on=d.get("valid_on"), raw=d)
 
     def __float__(self) -> float:
         return self.value
@@ -246,7 +248,8 @@ class Report:
         return notebook_fragment(render_html(self._data))
 
     def __repr__(self) -> str:
-        net = ", ".join(f"{k}={v.value:.6g} ({v.kind.value})" for k, v in self.network.items()) or "no network value"
+        net = ", ".join(f"{k}={v.value:.6g} ({v.kind.value}{', on ' + str(v.valid_on) + ' only' if v.valid_on else ''})"
+                        for k, v in self.network.items()) or "no network value"
         return f"<lipaudit.Report {self.model.get('path')}: {len(self.layers)} layers, {net}, verdict {self.verdict}>"
 
 

@@ -67,7 +67,9 @@ def test_module_names_in_json_table_findings_and_errors(se_model):
     assert all(not name.startswith("features") for name in modules)  # the dynamo names say nothing by themselves
     lip101 = next(f for f in report["findings"] if f["code"] == "LIP101")
     assert lip101["module"] == "features.0.se" and "features.0.se" in lip101["message"]
-    assert report["network"]["unavailable"]["reasons"][0]["op"] == "Mul"
+    unavailable = report["network"]["unavailable"]
+    assert unavailable["reasons"][0]["op"] == "Mul" and unavailable["reasons"][0]["module"] == "features.0.se"
+    assert "--input-range" in unavailable["remedy"] and "--until" in unavailable["remedy"]
     table = run("check", se_model)
     assert table.exit_code == 0 and "features.0.se.fc1" in table.stderr and "module" in table.stderr
     # an undecidable gate: exit 2, and the one error line names the module
