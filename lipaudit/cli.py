@@ -292,16 +292,34 @@ def _error(console, message: str) -> None:
 
 
 def _logging(verbose: int) -> None:
-    """-v: lipaudit's own log messages on stderr (INFO); -vv: DEBUG. Library logs stay silent."""
+    """-v: lipaudit's own log messages on stderr (INFO); -vv: DEBUG. Library logs stay silent.
+
+    Each run sets this up afresh (the CLI can run several times in one process, e.g. in tests).
+    """
     import logging
 
+    class StderrHandler(logging.StreamHandler):
+        """Writes to the sys.stderr of the moment, not the one at creation."""
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value):
+            pass
+
+    logger = logging.getLogger("lipaudit")
+    logger.handlers[:] = [h for h in logger.handlers if not getattr(h, "lipaudit_cli", False)]
     if not verbose:
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
         return
     logging.disable(logging.NOTSET)  # normal runs disable logging entirely (lipaudit.exits)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
+    handler.lipaudit_cli = True
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("lipaudit")
-    logger.handlers[:] = [handler]
+    logger.handlers.append(handler)
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
 
