@@ -74,6 +74,9 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
     except Exception as exc:
         raise ModelLoadError(f"{path}: shape inference failed: {first_line(exc)}") from None
     graph = _to_graph(model, inferred, path, [i.name for i in net_inputs])
+    from lipaudit.loaders.sanity import check_graph
+
+    check_graph(graph, path)  # what the checker leaves to the runtime (negative sizes, kernel_shape)
     if dynamic:
         at_2 = _graph_at_batch(model, at_batch_2, dynamic, 2)
         graph.batch_shapes = dict(at_2.shapes) if at_2 is not None else {}
@@ -213,6 +216,9 @@ def _read(path: str):
         raise ModelLoadError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     if not model.graph.node and not model.graph.input:
         raise ModelLoadError(f"{path}: not an ONNX model (no graph found)")
+    from lipaudit.loaders.sanity import fix_invalid_utf8
+
+    fix_invalid_utf8(model, path)  # names that are not UTF-8 arrive as bytes
     from lipaudit.safe_io import check_external_data
 
     check_external_data(model, os.path.dirname(os.path.abspath(path)), path)  # regular files, within budget
