@@ -76,8 +76,8 @@ def unbounded_slope(node, ctx):
 
         u = log_one_plus_exp(ctx, node)
         if u is not None:  # slope exp(u) / (c + exp(u)) in (0, 1) on the whole line
-            ctx.note_factor(node, 1.0, "log(c + exp(u)) (Softplus)")
-            return [ctx.lip(u)]
+            ctx.note_factor(node, SAFETY, "log(c + exp(u)) (Softplus)")
+            return [ctx.scale(ctx.lip(u), SAFETY)]
     return _domain_slope(node, ctx)
 
 
