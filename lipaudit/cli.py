@@ -185,6 +185,7 @@ def check(
     arch: Optional[str] = typer.Option(None, "--arch", help="package.module:factory building the architecture for a state dict."),
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
     no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON (byte-identical reports)."),
+    attained: Optional[bool] = typer.Option(None, "--attained/--no-attained", help="Search a verified lower bound (network.attained) by gradient ascent on the Jacobian norm (default: on with --method certified)."),
     expansion_budget: Optional[float] = typer.Option(None, "--expansion-budget", help="Work cap (GMAC) of the expansion certificate in --method certified (default 20; 0: product rule only)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory budget, e.g. 8GB (default 4GB): work estimated above it is refused before it starts."),
 ):
@@ -231,6 +232,7 @@ def _check(**kw) -> int:
             strides=_parse_strides(kw["stride"] or [], _label(ctx, "stride", "--stride")),
             timed=not kw["no_timings"],
             expansion=kw["expansion_budget"],
+            attained=kw["attained"],
             suppress=Suppressions(select=parse_codes(kw["select"], _label(ctx, "select", "--select")),
                                   ignore=parse_codes(kw["ignore"], _label(ctx, "ignore", "--ignore")),
                                   waivers=tuple(root_obj.get("waivers", ()))),

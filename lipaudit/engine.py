@@ -104,6 +104,7 @@ class NetworkValue:
     valid_on: Any = None  # the input domain it holds on (InputDomain.to_json()), None: every input
     product: float | None = None  # the product walk's value, when a tighter composition replaced it
     expansion: dict | None = None  # what the expansion certificate did (lipaudit.certificate.expansion)
+    detail: dict | None = None  # extra report fields (e.g. the attained value's gap and search)
 
 
 @dataclass

@@ -105,6 +105,14 @@ CODES: dict[str, Code] = {
         Code("LIP031", "baseline-other-version", "info", "The baseline was written by another lipaudit version.",
              "Bounds can change slightly between versions (e.g. a tighter rule). The comparison was made; "
              "regenerate the baseline with this version to be sure a change comes from the model."),
+        Code("LIP040", "attained-unavailable", "info", "No attained (lower) value: the model could not be searched.",
+             "The attained value is a verified secant found by gradient ascent on the Jacobian norm with torch "
+             "autodiff. It needs the torch module (.pt2, TorchScript, --arch) or an ONNX file that onnx2torch "
+             "converts and whose conversion agrees with onnxruntime; the message says which step failed. The "
+             "certificate is unaffected."),
+        Code("LIP041", "attained-above-certificate", "error", "The attained value exceeds the certified bound.",
+             "A verified secant ||f(a) - f(b)|| / ||a - b|| above the certified Lipschitz bound means the "
+             "certificate is wrong for this model. Please report it with the model."),
         Code("LIP100", "model-unreadable", "error", "The model file could not be read.",
              "Missing, empty, truncated, not the claimed format, failed onnx.checker, or unsafe to load."),
         Code("LIP101", "unsupported-op", "warning", "No network certificate: an op has no sound rule for how it is used.",

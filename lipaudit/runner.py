@@ -95,6 +95,7 @@ def settings_json(opts: CheckOptions, settings) -> dict[str, Any]:
         "power": {"max_iters": p.max_iters, "tol": p.tol, "block": p.block},
         "exact_rtol": settings.bounds.exact_rtol,
         "expansion_budget": settings.expansion_budget,
+        "attained": opts.attained if opts.attained is not None else opts.method == "certified",
         "gates": {"max_lipschitz": opts.max_lipschitz, "max_layer_norm": opts.max_layer_norm,
                   "baseline": opts.baseline, "max_increase": opts.max_increase},
         "suppress": opts.suppress.to_json(),
@@ -193,13 +194,18 @@ def _audit_report(source: Any, opts: CheckOptions, progress, state: _RunState) -
     timings["bounds_s"] = result.timings.get("bounds_s", audit_wall)
     timings["certificate_s"] = result.timings.get("certificate_s", max(audit_wall - timings["bounds_s"], 0.0))
     model["outputs"] = list(result.outputs)
+    attained_notes = []
+    if "certified" in result.network and (opts.attained if opts.attained is not None else opts.method == "certified"):
+        t0 = time.perf_counter()
+        attained_notes = _attained(loaded, result, opts)
+        timings["attained_s"] = time.perf_counter() - t0
     log.info("%d layers bounded in %.2fs, certificate in %.2fs; network values: %s", len(result.layers),
              timings["bounds_s"], timings["certificate_s"],
              ", ".join(f"{k}={v.value:.6g} ({v.kind.value})" for k, v in result.network.items()) or "none")
     for layer in result.layers:
         log.debug("layer %s: %s", clean_text(layer.name), ", ".join(f"{m}={r.value:.6g} {r.kind.value}" for m, r in layer.values.items()))
     baseline_notes = _match_baseline(baseline, model, settings_dict, opts) if baseline is not None else []
-    findings = _findings(result, opts, baseline, loaded.graph is not None) + baseline_notes
+    findings = _findings(result, opts, baseline, loaded.graph is not None) + baseline_notes + attained_notes
     from lipaudit import suppress
     from lipaudit.policy import verdict as decide
 
@@ -222,6 +228,38 @@ def _load_options(opts: CheckOptions):
 
     return LoadOptions(input_shape=opts.input_shape, trust_pickle=opts.trust_pickle, arch=opts.arch,
                        strides=opts.strides, max_bytes=opts.max_memory)
+
+
+def _attained(loaded, result, opts: CheckOptions) -> list[Finding]:
+    """Add ``network.attained`` (kind lower) to the result, or a finding saying why there is none."""
+    from lipaudit.certificate.attained import AttainedSettings, AttainedUnavailable, attained_for
+    from lipaudit.engine import NetworkValue
+    from lipaudit.values import Kind
+
+    graph = loaded.graph
+    low = high = None
+    domain = getattr(result, "domain", None)
+    if domain is not None:
+        low, high = domain.bounds_for(tuple(graph.shapes.get(graph.inputs[0], ())))
+    try:
+        found = attained_for(loaded, graph, list(result.outputs),
+                             AttainedSettings(seed=opts.seed, low=low, high=high))
+    except AttainedUnavailable as exc:
+        return [Finding("LIP040", f"no attained value: {exc}")]
+    except Exception as exc:  # the lower bound never fails the audit
+        return [Finding("LIP040", f"no attained value: {type(exc).__name__}: {str(exc)[:200]}")]
+    detail = {"search": {**found.detail, "time_s": round(found.time_s, 4) if opts.timed else 0.0}}
+    cert = result.network.get("certified")
+    if cert is not None and found.value > 0:
+        detail["gap"] = cert.value / found.value
+    result.network["attained"] = NetworkValue(found.value, Kind.LOWER, {}, [],
+                                              valid_on=domain.to_json() if domain is not None else None,
+                                              detail=detail)
+    if cert is not None and found.value > cert.value * (1 + 1e-9):
+        # a verified secant above a certificate: one of them is wrong; never hide it
+        return [Finding("LIP041", f"the attained value {found.value:.6g} exceeds the certified bound "
+                                  f"{cert.value:.6g}: the certificate is unsound for this model")]
+    return []
 
 
 def _load(path: str, opts: CheckOptions):

@@ -30,6 +30,8 @@ class LoadedModel:
     graph: Graph | None = None
     weights: Any = None  # lipaudit.loaders.state_dict.WeightsOnly
     meta: dict[str, Any] = field(default_factory=dict)
+    onnx_model: Any = None  # the ONNX ModelProto when it was built in memory (torch inputs)
+    torch_module: Any = None  # the torch module itself (.pt2, TorchScript, --arch, in-memory modules)
 
 
 def sha256(path: str) -> str | None:

@@ -50,7 +50,9 @@ def load_in_memory(obj: Any, options: LoadOptions) -> tuple[LoadedModel, str | N
         raise UsageError(f"cannot audit a {type(obj).__name__}: give a file path, an onnx.ModelProto or a torch.nn.Module")
     graph = load_onnx_model(proto, label, options.input_shape if fmt == "onnx" else None)
     graph.source["format"] = fmt
-    return LoadedModel(label, fmt, graph=graph, meta={**graph.source, "format": fmt}), _digest(proto)
+    loaded = LoadedModel(label, fmt, graph=graph, meta={**graph.source, "format": fmt}, onnx_model=proto,
+                         torch_module=obj if fmt == "torch-module" else None)
+    return loaded, _digest(proto)
 
 
 def export_module(module, input_shape, label: str):

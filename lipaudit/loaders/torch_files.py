@@ -162,7 +162,11 @@ def _from_exported(path: str, options: LoadOptions) -> LoadedModel:
     except ImportError:
         raise ModelLoadError("reading .pt2 archives needs the 'onnxscript' package (pip install onnxscript)") from None
     onnx_model = _export_onnx(program, None, path, dynamo=True)
-    return _graph_model(path, "pt2", onnx_model, options)
+    try:
+        module = program.module()
+    except Exception:  # the attained search then uses the ONNX graph
+        module = None
+    return _graph_model(path, "pt2", onnx_model, options, module)
 
 
 def _from_torchscript(path: str, options: LoadOptions) -> LoadedModel:
@@ -186,7 +190,7 @@ def _graph_from_module(path: str, fmt: str, module, options: LoadOptions) -> Loa
     if shape is None or isinstance(shape, dict):
         raise InputShapeError(f"{path}: a {fmt} file stores no input shape; give it with --input-shape (e.g. 1,3,32,32)")
     onnx_model = _export_onnx(module, tuple(shape), path, dynamo=False)
-    return _graph_model(path, fmt, onnx_model, options)
+    return _graph_model(path, fmt, onnx_model, options, module)
 
 
 def _from_arch(path: str, tensors: dict[str, np.ndarray], options: LoadOptions) -> LoadedModel:
@@ -219,12 +223,13 @@ def _export_onnx(model, shape, path: str, dynamo: bool):
         raise ModelLoadError(f"{path}: could not convert the graph to ONNX ({first_line(exc)})") from None
 
 
-def _graph_model(path: str, fmt: str, onnx_model, options: LoadOptions) -> LoadedModel:
+def _graph_model(path: str, fmt: str, onnx_model, options: LoadOptions, module=None) -> LoadedModel:
     from lipaudit.loaders.onnx import load_onnx_model
 
     graph = load_onnx_model(onnx_model, path, options.input_shape if fmt == "pt2" else None)
     graph.source["format"] = fmt
-    return LoadedModel(path, fmt, graph=graph, meta={**graph.source, "format": fmt})
+    return LoadedModel(path, fmt, graph=graph, meta={**graph.source, "format": fmt}, onnx_model=onnx_model,
+                       torch_module=module)
 
 
 # -- weights only --------------------------------------------------------------

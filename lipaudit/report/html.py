@@ -71,6 +71,11 @@ def _section(report: dict[str, Any], level: int = 2) -> str:
         if comp == "unavailable":
             continue
         ratio = f", {nv['ratio_to_exact']:.3f}x the exact composition" if "ratio_to_exact" in nv else ""
+        if "product" in nv:
+            ratio += f", product rule {fmt(nv['product'])}"
+        if "gap" in nv:
+            ratio += (f", gap certified/attained {float(nv['gap']):.3g}x"
+                      + (" (the certificate is nearly tight)" if float(nv["gap"]) <= 2.0 else ""))
         if nv.get("valid_on") is not None:
             from lipaudit.report.table import _domain_text
 

@@ -84,6 +84,11 @@ def build_report(
             if not timed:
                 exp["time_s"] = 0.0
             report["network"][comp]["expansion"] = exp
+        if getattr(nv, "detail", None):
+            extra = dict(nv.detail)
+            if not timed and "time_s" in extra:
+                extra["time_s"] = 0.0
+            report["network"][comp].update(extra)
     refusals = getattr(result, "refusals", [])
     if refusals and not result.network:
         report["network"]["unavailable"] = {

@@ -56,6 +56,8 @@ def title_lines(report: dict[str, Any]) -> list[str]:
         text = f"{label} {full_value(nv['value'])} ({nv.get('kind', '?')})"
         if nv.get("valid_on") is not None:
             text += " on the input domain only"
+        if "gap" in nv:
+            text += f", gap {float(nv['gap']):.3g}x"
         values.append(text)
     if "unavailable" in net and not values:
         values.append("no network certificate (see the report)")

@@ -214,6 +214,11 @@ def render_summary(report: dict[str, Any]):
             text.append(f"  {how}; product {fmt(nv['product'])}", style="dim")
             if exp.get("stopped_sweeps") or exp.get("budget_exhausted"):
                 text.append(f", {exp.get('stopped_sweeps', 0)} segment sweep(s) fell back to the product", style="dim")
+        if "gap" in nv:
+            gap = float(nv["gap"])
+            text.append(f"  gap certified/attained {gap:.3g}x", style="dim")
+            if gap <= 2.0:
+                text.append(" — the certificate is nearly tight", style="green")
         grid.add_row(label, text)
     grid.add_row("outputs", _txt(", ".join(map(str, report["model"].get("outputs", []))) or "-"))
     baseline = report.get("baseline")
