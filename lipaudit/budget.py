@@ -65,7 +65,7 @@ def require(what: str, need: float, budget: int | None) -> None:
 
 # -- the current run's budget (set by the runner; read by loaders that fold or unpack) -------------
 
-_LIMIT: ContextVar[int | None] = ContextVar("lipaudit_max_memory", default=None)
+_LIMIT: ContextVar[int | None] = ContextVar("lipaudit_max_memory", default=DEFAULT_MAX_MEMORY)
 
 
 @contextmanager

@@ -441,6 +441,7 @@ def _machine_format(fmt: str, reports) -> str:
 
 
 @app.command()
+@guarded
 def explain(code: str = typer.Argument(..., help="A finding code, e.g. LIP001, or its name.")):
     """Explain a finding code."""
     from lipaudit.findings import CODES
@@ -454,6 +455,7 @@ def explain(code: str = typer.Argument(..., help="A finding code, e.g. LIP001, o
 
 
 @app.command()
+@guarded
 def codes():
     """List every finding code."""
     from lipaudit.findings import CODES
@@ -463,6 +465,7 @@ def codes():
 
 
 @app.command()
+@guarded
 def nodes(
     model: Path = typer.Argument(..., help="A model file with a graph: .onnx, .pt2, TorchScript (or a state dict with --arch)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,224,224."),
@@ -497,6 +500,7 @@ def nodes(
 
 
 @app.command()
+@guarded
 def ops():
     """List the ONNX operators lipaudit has a Lipschitz rule for (refusals included)."""
     from lipaudit.ops import load_rules

@@ -44,6 +44,7 @@ EXPR_FUNCS = frozenset({
     "oo", "zoo", "nan", "True", "False", "sqrt", "floor", "ceiling", "Integer", "Rational", "Float",
 })
 _EXPR_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+(?:\.\d+)?(?:e[+-]?\d+)?)|(\*\*|//|==|!=|<=|>=|[-+*/%(),<>&|~]))")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 _SYMBOL = re.compile(r"^[a-z]{1,3}\d+$")  # s0, u12, ps3: the symbols torch creates
 
 
@@ -99,6 +100,12 @@ def _unsafe(path: str, why: str) -> ModelLoadError:
 
 
 def _check_program(path: str, rel: str, program: dict[str, Any]) -> None:
+    for key, value in _walk(program):
+        # torch turns graphs back into Python source (FX codegen) with stack traces in comments:
+        # a carriage return there would end the comment and start code
+        for text in (key, value):
+            if isinstance(text, str) and _CONTROL.search(text):
+                raise _unsafe(path, f"{rel} holds control characters in {str(key)[:40]!r}")
     if program.get("guards_code"):
         raise _unsafe(path, f"{rel} carries guards_code (Python source)")
     for key in (program.get("range_constraints") or {}):

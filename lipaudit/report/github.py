@@ -13,7 +13,10 @@ COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    from lipaudit.safe_io import clean_text
+
+    # control characters from a model file (ESC, BEL, ...) become visible escapes, never terminal codes
+    return clean_text(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _escape_property(text: str) -> str:

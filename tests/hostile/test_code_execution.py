@@ -82,6 +82,8 @@ EDITS = {
     "from_file_op": _set_first_target("torch.ops.aten.from_file.default"),
     "unknown_op": _set_first_target("torch.ops.aten.no_such_op.default"),
     "guards_code": lambda p: p.__setitem__("guards_code", ["__import__('os').system('true')"]),
+    "carriage_return_in_stack_trace": lambda p: p["graph_module"]["graph"]["nodes"][0]["metadata"].__setitem__(
+        "stack_trace", 'File "x.py", line 1, in f\n    y = 1\rimport os; os.system("true")'),
     "sympy_eval": lambda p: p["range_constraints"].__setitem__("__import__('os').system('true')", {"min_val": 1, "max_val": 2}),
 }
 

@@ -59,3 +59,18 @@ def test_clean_text():
     assert clean_text("ok\u202e") == "ok\\u202e"
     assert clean_text("[bold]plain[/]") == "[bold]plain[/]"  # markup is escaped by rendering as Text, not here
     assert clean_text("naïve café 層") == "naïve café 層"
+
+
+@pytest.mark.parametrize("fmt", ["github", "sarif", "junit"])
+def test_ci_formats_carry_no_terminal_codes(tmp_path, monkeypatch, fmt):
+    import xml.dom.minidom
+
+    model = named_onnx(tmp_path, HOSTILE_NAMES["esc"] + HOSTILE_NAMES["newline"], unsupported=True)
+    res = invoke(tmp_path, monkeypatch, "check", model.name, "--format", fmt, "--max-layer-norm", "0.1", code=1, lines=0)
+    _no_codes(res.stdout, color=False)
+    if fmt == "junit":
+        xml.dom.minidom.parseString(res.stdout.encode())
+    elif fmt == "sarif":
+        json.loads(res.stdout)
+    else:
+        assert all(line.startswith("::") for line in res.stdout.splitlines())
