@@ -186,6 +186,9 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
                 refusal = replace(refusal, module=node.module)
             roots.append(refusal)
             results = [refusal] * len(node.outputs)
+        else:  # an output without a constant (e.g. MaxPool Indices) is a root cause too, once something uses it
+            roots.extend(r for i, r in enumerate(results) if isinstance(r, Refusal) and r.node == node.name
+                         and r not in results[:i])
         for o, lip in zip(node.outputs, results):
             if o:
                 ctx.lips[o] = lip

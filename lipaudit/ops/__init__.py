@@ -99,8 +99,8 @@ def rule(
 def load_rules() -> dict[str, Rule]:
     """Import every rule module (they register themselves) and return the registry."""
     from lipaudit.ops import (  # noqa: F401
-        activations, arithmetic, conv, dense, domain_elementwise, intervals, normalization, patterns, pooling, refused,
-        resize, standardize, structural,
+        activations, arithmetic, conv, dense, domain_elementwise, intervals, normalization, norm_pooling, patterns,
+        pooling, refused, resize, selection, standardize, structural,
     )
 
     return RULES

@@ -24,7 +24,8 @@ EXACT_INCREASING = [
     "MaxPool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "Dropout", "Cast", "CastLike",
 ]
 # sums with non-negative coefficients: widened by the rounding of a sum of magnitudes
-SUMMING_INCREASING = ["Sum", "Mean", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum", "Resize", "Upsample"]
+SUMMING_INCREASING = ["Sum", "Mean", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum", "Resize", "Upsample",
+                      "ReduceLogSumExp"]
 
 
 def _first_output(node, ctx):

@@ -16,6 +16,7 @@ import numpy as np
 
 from lipaudit.bounds.normalization import standardize_constant
 from lipaudit.ops import AFFINE, CONST, DATA, rule
+from lipaudit.ops.box import Box, NoInterval, checked, interval
 from lipaudit.ops.patterns import note_eps
 
 
@@ -115,3 +116,43 @@ def instance_norm(node, ctx):
         ctx.fail(node, f"expects one scale per channel, got {scale.size}")
     factor = max((standardize_constant(eps, scale[c:c + 1], spatial) for c in range(scale.size)), default=0.0)
     return _finish(node, ctx, factor, eps, 2, "InstanceNormalization")
+
+
+# -- interval bounds on a domain: bounded whatever the input -------------------------------------
+# |x_i - mean| <= sqrt((n - 1) var): sum_j (x_j - m)^2 >= (x_i - m)^2 + (x_i - m)^2 / (n - 1) (the others sum
+# to -(x_i - m)), so each standardised entry lies in [-sqrt(n - 1), sqrt(n - 1)] and the output in
+# beta +- |gamma| sqrt(n - 1).
+
+def _per_channel(c: np.ndarray, rank: int) -> np.ndarray:
+    return c.reshape((1, -1) + (1,) * (rank - 2))
+
+
+@interval("LayerNormalization", "GroupNormalization", "InstanceNormalization")
+def standardized_box(node, ctx):
+    from lipaudit.ops.contract import schema
+
+    x = node.inputs[0]
+    shape = ctx.shape(x, node)
+    scale = np.asarray(ctx.const(node.inputs[1]), dtype=np.float64)
+    bias_name = node.inputs[2] if len(node.inputs) > 2 else ""
+    if bias_name and ctx.depends(bias_name):
+        raise NoInterval("an input-dependent bias: no interval rule")
+    bias = np.asarray(ctx.const(bias_name), dtype=np.float64) if bias_name else np.zeros(())
+    if node.op == "LayerNormalization":
+        axis = int(node.attrs.get("axis", -1)) % len(shape)
+        n = int(np.prod(shape[axis:]))
+    elif node.op == "InstanceNormalization":
+        n = int(np.prod(shape[2:]))
+        scale, bias = _per_channel(scale, len(shape)), _per_channel(bias, len(shape)) if bias.ndim else bias
+    else:
+        groups = int(node.attrs.get("num_groups", 1))
+        n = shape[1] // max(groups, 1) * int(np.prod(shape[2:]))
+        if schema(node.op, ctx.opset()).since_version < 21:
+            raise NoInterval("GroupNormalization-18: no interval rule")
+        scale, bias = _per_channel(scale, len(shape)), _per_channel(bias, len(shape)) if bias.ndim else bias
+    half = np.abs(scale) * math.sqrt(max(n - 1, 0))
+    try:
+        lo, hi = np.broadcast_to(bias - half, shape), np.broadcast_to(bias + half, shape)
+    except ValueError:
+        raise NoInterval("scale or bias does not broadcast to the input") from None
+    return [checked(Box(lo, hi).widened(), shape)] + [None] * (len(node.outputs) - 1)

@@ -139,6 +139,18 @@ def _reduce(net, x, rng):
     return net.op("Sub", [x, s])
 
 
+def _layernorm(net, x, rng):
+    return net.op("LayerNormalization", [x, net.const(_w(rng, H)), net.const(_w(rng, H))], axis=-1, epsilon=1e-3)
+
+
+def _instnorm(net, x, rng):
+    return net.op("InstanceNormalization", [x, net.const(_w(rng, C)), net.const(_w(rng, C))], epsilon=1e-3)
+
+
+def _log_sum_exp(net, x, rng):
+    return net.op("Sub", [x, net.op("ReduceLogSumExp", [x, net.const(np.array([1], dtype=np.int64))], keepdims=1)])
+
+
 def _unary(op, **attrs):
     return lambda net, x, rng: net.op(op, [x], **attrs)
 
@@ -153,6 +165,7 @@ STEPS = {
     "softsign": _unary("Softsign"), "selu": _unary("Selu"), "logsoftmax": _unary("LogSoftmax", axis=1),
     "sqrt": _sqrt, "log": _log, "recip": _recip, "pow3": _pow, "pow2": _pow_even, "clip": _clip, "where": _where,
     "concat_slice": _concat_slice, "pad_reflect": _pad_reflect, "resize": _resize, "gemm": _gemm, "reduce": _reduce,
+    "layernorm": _layernorm, "instnorm": _instnorm, "logsumexp": _log_sum_exp,
 }
 
 

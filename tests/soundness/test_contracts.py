@@ -80,6 +80,11 @@ RECIPES.update({
     "LayerNormalization": (17, {"X": X, "Scale": f(4), "B": f(2, 4, 4)}, {"axis": -1, "epsilon": 0.1}),
     "GroupNormalization": (21, {"X": X, "scale": f(2), "bias": f(2)}, {"num_groups": 1, "epsilon": 0.1}),
     "InstanceNormalization": (17, {"input": X, "scale": f(2), "B": f(2)}, {"epsilon": 0.1}),
+    "GatherND": (13, {"data": X, "indices": ints(0, 1, 0, 0, 0, 1).reshape(3, 2)}, {}),
+    "GatherElements": (13, {"data": X, "indices": np.zeros((1, 2, 3, 4), dtype=np.int64)}, {"axis": 2}),
+    "LpPool": (18, {"X": X}, {"kernel_shape": [2, 2], "p": 1, "strides": [1, 1]}),
+    "GlobalLpPool": (17, {"X": X}, {"p": 3}),
+    "ReduceLogSumExp": (18, {"data": X, "axes": ints(1, 3)}, {}),
 })
 # rules certified on --input-range only: certified on this box, refused without one
 DOMAIN_BOX = (0.5, 2.0)
