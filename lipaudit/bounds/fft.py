@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from lipaudit.bounds.conv import ConvSpec, dilate, max_copies, polyphase, split_groups
-from lipaudit.bounds.linalg import max_singular_values
+from lipaudit.bounds.linalg import max_singular_values, stack_max_singular
 
 _CHUNK_ELEMS = 8 * 2**20
 
@@ -47,7 +47,7 @@ def circular_norm(kernels: np.ndarray, grid: tuple[int, ...]) -> float:
     best = 0.0
     per = max(1, _CHUNK_ELEMS // (co * ci))
     for start in range(0, sym.shape[0], per):
-        best = max(best, float(max_singular_values(sym[start : start + per]).max()))
+        best = max(best, stack_max_singular(sym[start : start + per]))
     return best
 
 

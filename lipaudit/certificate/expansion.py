@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lipaudit.bounds.linalg import max_singular_values
+from lipaudit.bounds.linalg import max_singular_values, stack_max_singular
 from lipaudit.certificate import linear_ir
 from lipaudit.certificate.symbols import coarse_conv_taps, grid_rows_to_symbol, half_grid, symbol
 from lipaudit.values import SAFETY
@@ -349,7 +349,7 @@ class _Sweeper:
                 return 0.0
             return float(max_singular_values(a[None])[0])
         if self.mode == "torus":
-            return float(max_singular_values(a).max()) if a.size else 0.0
+            return stack_max_singular(a) if a.size else 0.0
         period, _ = self._ref(v)
         _, weight = self._grid(period)
         gram = float(np.prod(period)) * np.einsum("f,frc,fsc->rs", weight, a, np.conj(a)).real

@@ -124,3 +124,46 @@ def test_dense_large_is_exact_and_never_frobenius(shape):
     exact = _exact(w.astype(np.float64))
     assert v["tn"].kind is Kind.EXACT and v["certified"].detail["from"] != "fro"
     assert exact <= v["certified"].value <= exact * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("case", ["random", "clustered_frequencies", "one_outlier", "real"])
+def test_stack_max_against_exact(case):
+    from lipaudit.bounds.linalg import stack_max_singular
+
+    rng = np.random.default_rng(11)
+    b, m, n = 40, 60, 50
+    mats = rng.standard_normal((b, m, n)) + 1j * rng.standard_normal((b, m, n))
+    if case == "clustered_frequencies":
+        # every matrix has the same spectrum up to 1e-9: the shared shift must hold for all of them
+        s = np.linspace(1.0, 0.2, n)
+        mats = np.stack([_with_spectrum(rng, m, n, s * (1 - 1e-9 * i)) for i in range(b)]).astype(np.complex128)
+    elif case == "one_outlier":
+        mats[17] *= 1.5  # the estimate's ranking must not miss it
+    elif case == "real":
+        mats = mats.real.copy()
+    exact = max(_exact(a) for a in mats)
+    value = stack_max_singular(mats)
+    assert exact <= value <= exact * (1 + 1e-5)
+
+
+def test_stack_max_when_estimates_miss_the_top(monkeypatch):
+    # without power steps the estimates rank flat spectra first; the spike (top 1.3, rest tiny) is
+    # not among the likeliest, so its Cholesky at the shared shift must fail and it is solved exactly
+    import lipaudit.bounds.certify as certify
+
+    exact_solves = []
+    original = certify._certify_stack
+
+    def spy(A, errs, mu2):
+        if A.shape[0] == 1:
+            exact_solves.append(1)
+        return original(A, errs, mu2)
+
+    monkeypatch.setattr(certify, "_certify_stack", spy)
+    rng = np.random.default_rng(12)
+    flat = [_with_spectrum(rng, 70, 60, np.full(60, 1.0)) for _ in range(11)]
+    spike = _with_spectrum(rng, 70, 60, np.r_[1.3, np.full(59, 0.01)])
+    mats = np.stack(flat[:5] + [spike] + flat[5:])
+    value = certify.stack_cholesky_bounds(mats, 1e-6, power_steps=0)
+    assert 1.3 <= value <= 1.3 * (1 + 1e-5)
+    assert exact_solves  # the failure path ran
