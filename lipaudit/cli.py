@@ -383,9 +383,12 @@ def _with_progress(path, opts, console):
 
 
 def _emit(reports, fmt, kw, console) -> bool:
-    """Write every output; False (nothing written, one error line) when any file cannot be written."""
+    """Write every output; False (no file replaced, one error line) when any file cannot be written.
+
+    Files are staged first, then the streams are written and flushed, then the files are renamed
+    into place: a run that cannot write its stdout/stderr (exit 2) leaves no report saying pass.
+    """
     from lipaudit.report.json_report import dumps
-    from lipaudit.report.table import render_multi, render_table, verdict_line
     from lipaudit.safe_io import OutputError, StagedWrites
 
     color = console.is_terminal and not os.environ.get("NO_COLOR") or bool(os.environ.get("FORCE_COLOR"))
@@ -394,28 +397,37 @@ def _emit(reports, fmt, kw, console) -> bool:
     # the terminal's width (COLUMNS when set, as for any CLI); a log or pipe gets a wide table
     width = console.width if console.is_terminal or os.environ.get("COLUMNS") else 200
     payload = dumps(reports[0]) if len(reports) == 1 else dumps({"reports": reports})
-    try:
-        # all files or none: each goes to a temporary file beside it, then all are renamed
-        with StagedWrites() as staged:
+    with StagedWrites() as staged:
+        try:
             if kw["json_path"]:
                 staged.stage(kw["json_path"], payload, "--json")
             if kw["html_path"]:
                 from lipaudit.report.html import render_html_multi
 
                 staged.stage(kw["html_path"], render_html_multi(reports), "--html")
+        except OutputError as exc:
+            _error(console, str(exc))
+            return False
+        _write_streams(reports, fmt, kw, payload, width, color)
+        try:
             staged.commit()
-    except OutputError as exc:
-        _error(console, str(exc))
-        return False
+        except OutputError as exc:
+            _error(console, str(exc))
+            return False
+    return True
+
+
+def _write_streams(reports, fmt, kw, payload, width, color) -> None:
+    from lipaudit.report.table import render_multi, render_table, verdict_line
+
     if fmt != "table":  # machine formats on stdout; stderr carries only error lines, as for json
         sys.stdout.write(payload if fmt == "json" else _machine_format(fmt, reports))
         sys.stdout.flush()
-        return True
+        return
     if kw["quiet"]:
         for r in reports:
             sys.stderr.write(verdict_line(r) + "\n")
-        return True
-    if len(reports) == 1:
+    elif len(reports) == 1:
         if reports[0]["verdict"] != "error":  # an error was already printed as one line
             sys.stderr.write(render_table(reports[0], width=width, color=color, wide=kw["wide"],
                                           verbose=kw["verbose"] > 0))
@@ -423,7 +435,7 @@ def _emit(reports, fmt, kw, console) -> bool:
         sys.stderr.write(render_multi(reports, width=width, color=color))
         for r in reports:
             sys.stderr.write(verdict_line(r) + "\n")
-    return True
+    sys.stderr.flush()
 
 
 def _machine_format(fmt: str, reports) -> str:

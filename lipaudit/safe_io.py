@@ -111,16 +111,13 @@ def check_output_path(path: str | os.PathLike, flag: str) -> None:
         raise UsageError(f"{flag} {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {path}: folder {parent} is not writable")
-    if p.is_symlink() and not p.exists():
-        return  # a dangling link is replaced, never followed
-    if p.exists():
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):
-            return  # os.replace replaces the link itself, never writes through it
+    if p.exists():  # followed through links: a link to /dev/stdout or a FIFO is refused too
+        st = os.stat(p)
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{flag} {path}: is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{flag} {path}: not a regular file ({_kind(st.st_mode)})")
+    # a link (dangling or to a regular file) is replaced by os.replace, never written through
 
 
 class StagedWrites:

@@ -148,3 +148,18 @@ def test_library_warnings_never_reach_stderr(tmp_path):
     res = hostile_run(tmp_path, "check", str(SAMPLES / "digits_cnn_bn.torchscript.pt"), "--trust-pickle",
                       "--input-shape", "1,1,8,8", "-q", code=0, lines=1)
     assert res.stderr.startswith("PASS")
+
+
+def test_broken_stdout_leaves_no_pass_report_file(tmp_path):
+    """The streams are written before the files are renamed into place: exit 2 never leaves a pass file."""
+    with open("/dev/full", "w") as full:
+        res = subprocess.run(lipaudit_cmd("check", SAMPLE, "--format", "json", "--json", "out.json"), stdout=full,
+                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path, timeout=90)
+    assert res.returncode == 2 and not (tmp_path / "out.json").exists(), res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_links_to_special_files_are_refused_as_outputs(tmp_path, monkeypatch):
+    (tmp_path / "out.json").symlink_to("/dev/null")
+    invoke(tmp_path, monkeypatch, "check", SAMPLE, "--json", "out.json")
+    assert (tmp_path / "out.json").is_symlink()
