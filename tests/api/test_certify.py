@@ -239,3 +239,19 @@ def test_input_range_domain(setup):
     clean, cert, _ = expected(logits, y, lip["value"], [0.01])
     assert r.robustness.clean_accuracy == pytest.approx(clean) and r.robustness.at(0.01) == pytest.approx(cert[0.01])
     jsonschema.validate(r.to_dict(), schema())
+
+
+def test_onnx_certify_never_imports_torch(setup, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    _, _, _, _, onnx_path, data, _ = setup
+    code = ("import sys; from lipaudit.cli import app\n"
+            f"sys.argv = ['lipaudit', 'certify', {onnx_path!r}, '--data', {data!r}, '-q']\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert out.stdout.strip() == "exit 0 False", out.stderr
