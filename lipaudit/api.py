@@ -38,6 +38,7 @@ def audit(
     device: str = "auto",
     trust_pickle: bool = False,
     arch: str | None = None,
+    attained: bool | None = None,
     timings: bool = True,
 ) -> Report:
     """Audit a model: per-layer bounds, network Lipschitz constants, findings and gates.
@@ -61,6 +62,8 @@ def audit(
             a failed gate gives ``verdict == "fail"``.
         iters, tol, device: solver settings (``--iters``, ``--tol``, ``--device``).
         trust_pickle, arch: as the CLI flags; loading pickled code runs code from the file.
+        attained: search a verified lower bound (``network.attained``) as ``--attained`` does
+            (None: only with ``method="certified"``, like the CLI).
         timings: False writes 0 for every time (byte-identical reports).
 
     Returns:
@@ -74,7 +77,8 @@ def audit(
     opts = check_options(model, input_shape=input_shape, method=method, compare=compare, outputs=outputs,
                          until=until, input_range=input_range, seed=seed, jobs=jobs, max_lipschitz=max_lipschitz,
                          max_layer_norm=max_layer_norm, baseline=baseline, max_increase=max_increase, iters=iters,
-                         tol=tol, device=device, trust_pickle=trust_pickle, arch=arch, timings=timings)
+                         tol=tol, device=device, trust_pickle=trust_pickle, arch=arch, attained=attained,
+                         timings=timings)
     if progress is True:
         return Report(_with_bar(lambda cb: audit_report(model, opts, cb)))
     if progress is not None and not callable(progress):
@@ -84,7 +88,7 @@ def audit(
 
 def check_options(model: Any, *, input_shape, method, compare, outputs, until, input_range, seed, jobs,
                   max_lipschitz=None, max_layer_norm=None, baseline=None, max_increase=0.0, iters=None, tol=None,
-                  device="auto", trust_pickle=False, arch=None, timings=True):
+                  device="auto", trust_pickle=False, arch=None, attained=None, timings=True):
     """Validated :class:`lipaudit.runner.CheckOptions` from API arguments (UsageError on bad values)."""
     import math
 
@@ -122,6 +126,7 @@ def check_options(model: Any, *, input_shape, method, compare, outputs, until, i
         max_layer_norm=None if max_layer_norm is None else float(max_layer_norm),
         baseline=None if baseline is None else os.fspath(baseline), max_increase=float(max_increase),
         trust_pickle=bool(trust_pickle), arch=arch, timed=bool(timings), layer_jobs=jobs, input_range=input_range,
+        attained=None if attained is None else bool(attained),
     )
 
 
@@ -248,7 +253,7 @@ def certify(
     else:
         raise UsageError(f"cannot certify a {type(model).__name__}: give an .onnx path, an onnx.ModelProto or a torch.nn.Module")
     opts = check_options(source, input_shape=input_shape, method=method, compare=(), outputs=outputs, until=None,
-                         input_range=input_range, seed=seed, jobs=jobs, timings=timings)
+                         input_range=input_range, seed=seed, jobs=jobs, attained=False, timings=timings)
     bounds_cb = (lambda done, total, name: progress("bounds", done, total)) if progress else None
     report = audit_report(source, opts, bounds_cb)
     if label is not None:
