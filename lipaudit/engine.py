@@ -10,6 +10,7 @@ It is a guaranteed bound (kind ``upper``) only when every layer factor in it is.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -171,7 +172,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
         if node.name not in needed:
             continue
         if not any(ctx.depends(x) for x in node.inputs):
-            refusal = _not_a_constant(node)
+            refusal = _not_a_constant(node, ctx)
             for o in node.outputs:
                 ctx.lips[o] = refusal  # None: a function of constants only
             if refusal is not None:
@@ -206,7 +207,8 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     if not refused:
         for c in ctx.compositions:
             per_output = {o: (v or {}).get(c, 0.0) for o, v in zip(outputs, final)}
-            value = finite_or_inf(math.sqrt(sum(v * v for v in per_output.values())))
+            # over the outputs list, not the dict: an output listed twice is two copies in the output vector
+            value = finite_or_inf(math.hypot(*(per_output[o] for o in outputs)))
             estimates = ctx.unsound.get(c, [])
             network[c] = NetworkValue(value, Kind.ESTIMATE if estimates else Kind.UPPER, per_output, estimates,
                                       valid_on=ctx.domain.to_json() if ctx.domain_uses else None)
@@ -232,11 +234,17 @@ def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product:
         return product
     from lipaudit.certificate.expansion import ExpansionSettings, expansion_bound
 
-    with _single_threaded_blas():  # many small batched products: threads only add overhead
-        result = expansion_bound(graph, ctx.lips, outputs, ctx.bn_scales,
-                                 ExpansionSettings(budget=settings.expansion_budget))
+    try:
+        with _single_threaded_blas():  # many small batched products: threads only add overhead
+            result = expansion_bound(graph, ctx.lips, outputs, ctx.bn_scales,
+                                     ExpansionSettings(budget=settings.expansion_budget))
+    except (ArithmeticError, ValueError, IndexError, TypeError, KeyError) as exc:
+        # the expansion only ever tightens the product; a graph it cannot handle keeps the product
+        logging.getLogger("lipaudit.certificate").info("expansion certificate skipped: %s: %s",
+                                                          type(exc).__name__, exc)
+        return product
     per_output = {o: min(product.per_output.get(o, math.inf), result.per_output.get(o, math.inf)) for o in outputs}
-    value = finite_or_inf(math.sqrt(sum(v * v for v in per_output.values())))
+    value = finite_or_inf(math.hypot(*(per_output[o] for o in outputs)))  # repeated outputs count twice
     # cut outputs carry the product walk's constants, so the result holds where they hold (valid_on)
     return NetworkValue(min(value, product.value), product.kind, per_output, product.estimate_layers,
                         valid_on=product.valid_on, product=product.value, expansion=result.to_json())
@@ -256,10 +264,19 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
         refusal = check_node(rule, node, ctx, dynamic_batch) or (_batch_refusal(node, ctx) if dynamic_batch else None)
         if refusal is not None:
             return None, refusal, False
+    empty = [v for v in [i for i in node.inputs if ctx.depends(i)] + [o for o in node.outputs if o]
+             if 0 in tuple(ctx.graph.shapes.get(v, (1,)))]
+    if empty:
+        return None, Refusal(node.name, node.op, f"{empty[0]!r} is an empty tensor (a zero-size axis): the model is "
+                                                 f"malformed or the input shape is wrong"), False
     try:
         results = list(rule.fn(node, ctx))
     except UnsupportedOpError as exc:
         return None, Refusal(node.name, node.op, exc.reason, slot=exc.slot, hint=exc.hint), False
+    except (ArithmeticError, ValueError, IndexError, TypeError, KeyError) as exc:
+        # a rule that cannot handle this instance (often a malformed model): no certificate, never a guess
+        return None, Refusal(node.name, node.op, f"lipaudit's rule cannot handle this node "
+                                                 f"({type(exc).__name__}: {str(exc)[:120]})"), False
     results += [None] * (len(node.outputs) - len(results))
     for index, value in enumerate(node.outputs):
         if value in (marks := undeclared_outputs(rule, node, ctx)):
@@ -270,8 +287,14 @@ def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):
     return results, None, True
 
 
-def _not_a_constant(node) -> Refusal | None:
+def _not_a_constant(node, ctx: RuleContext) -> Refusal | None:
     """Why a node without input-dependent inputs still cannot be taken as a constant, or None."""
+    from lipaudit.ops.structural import dropout_training_reason
+
+    if node.op == "Dropout" and node.domain in DEFAULT_DOMAINS:
+        reason = dropout_training_reason(node, ctx.const, ctx.opset())
+        if reason:
+            return Refusal(node.name, node.op, reason, hint=HINT_STOP)
     if node.domain not in DEFAULT_DOMAINS:
         return unknown_op(node)  # a custom op's output may be anything, even without inputs
     if node.op in NON_DETERMINISTIC:

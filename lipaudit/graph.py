@@ -42,6 +42,7 @@ class Graph:
     batch_shapes: dict[str, tuple[int, ...]] | None = None
     initializers: set[str] = field(default_factory=set)  # constants stored in the file (the rest were folded)
     batch_dependent: set[str] = field(default_factory=set)  # folded constants whose value depends on the batch size
+    batch_computed: set[str] = field(default_factory=set)  # those computed from it (not just copies of it)
 
     def consumers(self) -> dict[str, list[Node]]:
         out: dict[str, list[Node]] = {}

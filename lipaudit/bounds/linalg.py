@@ -30,15 +30,37 @@ def singular_brackets(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     upper = np.empty(flat.shape[0])
     for start in range(0, flat.shape[0], per):
         block = flat[start : start + per].astype(dtype, copy=False)
+        # each matrix scaled by a power of two (exact), so its Gram matrix neither underflows nor overflows
+        exponents = _exponents(np.abs(block).max(axis=(1, 2)) if block.size else np.zeros(block.shape[0]))
+        block = np.ldexp(block.real, -exponents[:, None, None]) + (
+            1j * np.ldexp(block.imag, -exponents[:, None, None]) if np.iscomplexobj(block) else 0)
         if m <= n:
             gram = block @ np.conj(block.transpose(0, 2, 1))
         else:
             gram = np.conj(block.transpose(0, 2, 1)) @ block
         top = np.linalg.eigvalsh(gram)[:, -1]
         slack = 4 * k * _EPS * np.abs(top)
-        lower[start : start + per] = np.sqrt(np.maximum(top - slack, 0.0))
-        upper[start : start + per] = np.sqrt(np.maximum(top + slack, 0.0))
+        lower[start : start + per] = np.ldexp(np.sqrt(np.maximum(top - slack, 0.0)), exponents)
+        upper[start : start + per] = np.ldexp(np.sqrt(np.maximum(top + slack, 0.0)), exponents)
     return lower.reshape(lead), upper.reshape(lead)
+
+
+def _exponents(peaks: np.ndarray) -> np.ndarray:
+    """Per entry, the binary exponent e with peak = m * 2^e, 0.5 <= m < 1 (0 for zero or non-finite peaks)."""
+    peaks = np.asarray(peaks, dtype=np.float64)
+    ok = np.isfinite(peaks) & (peaks > 0)
+    return np.where(ok, np.frexp(np.where(ok, peaks, 1.0))[1], 0).astype(np.int64)
+
+
+def frobenius(a: np.ndarray, axis=None) -> np.ndarray | float:
+    """``||a||_F`` in float64 without underflow or overflow of the squares (scaled by a power of two first)."""
+    a = np.asarray(a, dtype=np.float64)
+    peak = np.abs(a).max(axis=axis, keepdims=True) if a.size else np.zeros(())
+    e = _exponents(peak)
+    scaled = np.ldexp(a, -e)
+    norm = np.sqrt(np.sum(scaled * scaled, axis=axis, keepdims=True))
+    out = np.ldexp(norm, e)
+    return float(out.reshape(())) if axis is None else np.squeeze(out, axis=axis)
 
 
 def max_singular_values(mats: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from lipaudit.bounds.certify import certified_top_singular, lanczos_top
-from lipaudit.bounds.linalg import max_singular_values
+from lipaudit.bounds.linalg import max_singular_values, frobenius
 
 # Unfoldings whose smaller side is at most this are solved by the exact eigensolver (cheap there).
 EXACT_DIM = 256
@@ -102,7 +102,7 @@ def fro_norm(kernels: np.ndarray) -> float:
     taps = kernels.shape[3:]
     scale = math.sqrt(float(np.prod(taps))) if taps else 1.0
     k = np.asarray(kernels, dtype=np.float64)
-    per_group = np.sqrt((k.reshape(k.shape[0], -1) ** 2).sum(axis=1))
+    per_group = frobenius(k.reshape(k.shape[0], -1), axis=1)
     return scale * float(per_group.max())
 
 

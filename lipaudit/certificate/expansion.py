@@ -122,8 +122,8 @@ def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
         per_output[o] = min(raw[o], prod(o))
     cuts = sorted({f"{op.name} ({op.op})" for op in ir.ops if op.kind == "cut" and op.name in used})
     return ExpansionResult(
-        value=_finite(math.sqrt(sum(v * v for v in per_output.values()))),
-        raw=_finite(math.sqrt(sum(v * v for v in raw.values()))), per_output=per_output,
+        value=_finite(math.hypot(*per_output.values())),
+        raw=_finite(math.hypot(*raw.values())), per_output=per_output,
         splits=len(splits), cuts=cuts, stopped=sweeper.stopped, budget_exhausted=sweeper.exhausted,
         work=sweeper.work, time_s=time.perf_counter() - t0,
     )
@@ -352,12 +352,19 @@ class _Sweeper:
             return stack_max_singular(a) if a.size else 0.0
         period, _ = self._ref(v)
         _, weight = self._grid(period)
+        peak = float(np.abs(a).max()) if a.size else 0.0
+        if not math.isfinite(peak):
+            return math.inf
+        if peak == 0.0:
+            return 0.0
+        e = max(math.frexp(peak)[1], -1000)  # 2^1000 still fits a float64
+        a = a * 2.0 ** -e  # a power of two (exact): the Gram sum neither underflows nor overflows
         gram = float(np.prod(period)) * np.einsum("f,frc,fsc->rs", weight, a, np.conj(a)).real
         gram = (gram + gram.T) / 2
         top = float(np.linalg.eigvalsh(gram)[-1])
         # rounding of the Gram sum (F terms) and of the eigensolver
         slack = (4 * gram.shape[0] + a.shape[0] * a.shape[2]) * _EPS * float(np.abs(gram).sum())
-        return math.sqrt(max(top + slack, 0.0))
+        return math.ldexp(math.sqrt(max(top + slack, 0.0)), e)
 
 
 class _Unsupported(Exception):

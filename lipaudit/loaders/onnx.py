@@ -73,16 +73,58 @@ def load_onnx_model(model, path: str, input_shape=None) -> Graph:
         inferred = onnx.shape_inference.infer_shapes(skeleton, data_prop=True)
     except Exception as exc:
         raise ModelLoadError(f"{path}: shape inference failed: {first_line(exc)}") from None
-    graph = _to_graph(model, inferred, path, [i.name for i in net_inputs])
+    at_2 = _graph_at_batch(model, at_batch_2, dynamic, 2) if dynamic else None
+    taint = _BatchTaint(at_2.shapes if at_2 is not None else None) if dynamic else None
+    graph = _to_graph(model, inferred, path, [i.name for i in net_inputs], taint)
     from lipaudit.loaders.sanity import check_graph
 
     check_graph(graph, path)  # what the checker leaves to the runtime (negative sizes, kernel_shape)
     if dynamic:
-        at_2 = _graph_at_batch(model, at_batch_2, dynamic, 2)
         graph.batch_shapes = dict(at_2.shapes) if at_2 is not None else {}
-        graph.batch_dependent = _batch_dependent_constants(graph, at_2)
+        differs = _batch_dependent_constants(graph, at_2)
+        graph.batch_dependent = differs | set(taint.moved) | set(taint.computed)
+        graph.batch_computed = (differs - set(taint.moved)) | set(taint.computed)
         graph.source["dynamic_batch"] = True
     return graph
+
+
+class _BatchTaint:
+    """Which folded constants are computed from the batch size, followed symbolically through the folds.
+
+    ``Shape`` of a value whose (selected) dimensions change with the batch gives a *moved* constant: its
+    entries are copies of dimensions. Ops that only move entries (gather, slice, concat ...) keep it moved;
+    any other op (arithmetic, ``Size``, indexing by it) makes it *computed*. A moved constant may set a
+    Reshape/Expand shape (checked at batch 2); a computed one is refused wherever it is used, since two
+    sample batch sizes cannot tell what a computation of the batch size does at a third.
+    """
+
+    MOVING = {"Gather", "Slice", "Squeeze", "Unsqueeze", "Concat", "Identity", "Reshape", "Flatten", "Cast"}
+
+    def __init__(self, shapes_at_2):
+        self.at_2 = shapes_at_2
+        self.moved: set[str] = set()
+        self.computed: set[str] = set()
+
+    def fold(self, node, shapes, constants) -> None:
+        outs = [o for o in node.outputs if o]
+        if node.op in ("Shape", "Size") and node.inputs[0] not in constants:
+            s1 = shapes.get(node.inputs[0])
+            s2 = self.at_2.get(node.inputs[0]) if self.at_2 is not None else None
+            if node.op == "Shape":
+                start, end = int(node.attrs.get("start", 0)), node.attrs.get("end")
+                s1 = None if s1 is None else tuple(s1)[start:end]
+                s2 = None if s2 is None else tuple(s2)[start:end]
+            if s1 is None or s2 is None or tuple(s1) != tuple(s2):
+                (self.moved if node.op == "Shape" else self.computed).update(outs)
+            return
+        tainted = [i for i in node.inputs if i in self.moved or i in self.computed]
+        if not tainted:
+            return
+        data = node.inputs if node.op == "Concat" else node.inputs[:1]
+        if node.op in self.MOVING and all(i in data and i in self.moved for i in tainted):
+            self.moved.update(outs)
+        else:
+            self.computed.update(outs)
 
 
 def _forget_declared_shapes(skeleton) -> None:
@@ -111,6 +153,7 @@ def _inline_functions(model, path: str):
     """Inline the model's local functions, so their bodies are analysed (never matched by name)."""
     if not model.functions:
         return model
+    model = _with_attribute_defaults(model)
     try:
         from onnx import inliner
 
@@ -118,7 +161,37 @@ def _inline_functions(model, path: str):
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot inline the model's local functions ({first_line(exc)})") from None
     del inlined.functions[:]
+    for node in inlined.graph.node:
+        for attr in node.attribute:
+            if attr.ref_attr_name:  # an attribute reference the inliner could not resolve: its value is unknown
+                raise ModelLoadError(f"{path}: node {node.name or node.op_type!r} ({node.op_type}) refers to function "
+                                     f"attribute {attr.ref_attr_name!r}, which has no value after inlining")
     return inlined
+
+
+def _with_attribute_defaults(model):
+    """A copy whose calls of local functions spell out every attribute default the call omits.
+
+    ``onnx.inliner`` drops a reference to an attribute the call does not give, even when the function
+    declares a default (``attribute_proto``); onnxruntime applies the default. Spelling it out makes both agree.
+    """
+    import onnx
+
+    defaults = {(f.domain, f.name, getattr(f, "overload", "")): {a.name: a for a in f.attribute_proto}
+                for f in model.functions if len(f.attribute_proto)}
+    if not defaults:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        found = defaults.get((node.domain, node.op_type, getattr(node, "overload", "")))
+        if not found:
+            continue
+        given = {a.name for a in node.attribute}
+        for name, attr in found.items():
+            if name not in given:
+                node.attribute.append(attr)
+    return copy
 
 
 def _normalise_dims(model) -> None:
@@ -269,7 +342,7 @@ def _fix_input_shapes(model, net_inputs, input_shape) -> list[str]:
     return dynamic
 
 
-def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
+def _to_graph(model, inferred, path: str, input_names: list[str], taint: _BatchTaint | None = None) -> Graph:
     """``model`` holds the weights; ``inferred`` (its skeleton after shape inference) the shapes."""
     from onnx import numpy_helper
 
@@ -301,6 +374,8 @@ def _to_graph(model, inferred, path: str, input_names: list[str]) -> Graph:
         )
         node.name = _unique(node.name, used_names)
         folded = _try_fold(proto, node, constants, shapes, opset.get("ai.onnx", 21))
+        if folded is not None and taint is not None:
+            taint.fold(node, shapes, constants)
         if folded is not None:
             for name, arr in zip(node.outputs, folded):
                 if name:
@@ -367,6 +442,11 @@ def _try_fold(proto, node: Node, constants: dict[str, np.ndarray], shapes, opset
     """Evaluate a node whose inputs are all constant; ``None`` when it depends on the input."""
     if node.op in NON_DETERMINISTIC or node.op in CONTROL_FLOW or node.domain not in ("", "ai.onnx"):
         return None
+    if node.op == "Dropout":
+        from lipaudit.ops.structural import dropout_training_reason
+
+        if dropout_training_reason(node, constants.get, opset):
+            return None  # a random mask: the engine refuses it
     if node.op in ("Shape", "Size") and node.inputs[0] in shapes and node.inputs[0] not in constants:
         # the shape of a statically shaped tensor is a constant
         shape = np.array(shapes[node.inputs[0]], dtype=np.int64)

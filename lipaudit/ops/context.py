@@ -217,7 +217,7 @@ class RuleContext:
             return refused[0]
         if not present:
             return None
-        return {c: finite_or_inf(math.sqrt(sum(x[c] ** 2 for x in present))) for c in self.compositions}
+        return {c: finite_or_inf(math.hypot(*(x[c] for x in present))) for c in self.compositions}
 
     def record_layer(self, record: LayerRecord) -> dict[str, float]:
         """Store a layer and return its factor for every composition."""

@@ -90,7 +90,8 @@ def check_node(rule: Rule, node: Node, ctx: RuleContext, dynamic_batch: bool) ->
                            f"treat as a constant", slot=slot, hint=HINT_STOP)
     if dynamic_batch:
         for index, value in enumerate(node.inputs):
-            if value in ctx.graph.batch_dependent and (node.op, slot_name(sch.inputs, index)) not in BATCH_SIZED_SLOTS:
+            if value in ctx.graph.batch_computed or (value in ctx.graph.batch_dependent
+                                                     and (node.op, slot_name(sch.inputs, index)) not in BATCH_SIZED_SLOTS):
                 return Refusal(node.name, node.op, f"{value!r} was computed from the batch size (e.g. Shape of an "
                                                    f"input) and holds only at batch 1; in slot "
                                                    f"{slot_name(sch.inputs, index)!r} it changes the map with the batch",

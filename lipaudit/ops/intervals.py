@@ -279,15 +279,19 @@ def softmax(node, ctx):
     perm = keep + axes
     lo = np.transpose(b.lo, perm).reshape([shape[a] for a in keep] + [-1])
     hi = np.transpose(b.hi, perm).reshape([shape[a] for a in keep] + [-1])
-    # log p_i <= -log(1 + sum_{j != i} e^(lo_j - hi_i)) and >= -log(1 + sum_{j != i} e^(hi_j - lo_i)), each
-    # leave-one-out sum from a log-sum-exp (A, B) without underflow; the +-1e-12 keeps each sum on the safe side
-    # of its rounding (a smaller sum for the upper bound, a larger one for the lower bound)
-    a, b_ = _logsumexp(lo), _logsumexp(hi)
+    # log p_i <= -log(1 + sum_{j != i} e^(lo_j - hi_i)) and >= -log(1 + sum_{j != i} e^(hi_j - lo_i)). Each
+    # leave-one-out log-sum-exp is the logaddexp of a prefix and a suffix log-sum-exp: sums of positive terms
+    # only (no cancellation), whose rounding is at most a few n ulp of the result; the margin covers it.
+    n = lo.shape[-1]
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        loo_lo = (a - hi) + np.log(np.maximum(1.0 - np.exp(lo - a) - 1e-12, 0.0))
-        loo_hi = (b_ - lo) + np.log(np.maximum(1.0 - np.exp(hi - b_), 0.0) + 1e-12)
-        log_hi = -np.logaddexp(0.0, loo_lo)
-        log_lo = -np.logaddexp(0.0, loo_hi)
+        loo_of_lo, loo_of_hi = _leave_one_out_lse(lo), _leave_one_out_lse(hi)
+        loo_lo = loo_of_lo - hi
+        loo_hi = loo_of_hi - lo
+        ulp = np.finfo(np.float64).eps
+        loo_lo = loo_lo - 8 * (n + 4) * ulp * (np.abs(loo_of_lo) + np.abs(hi) + 1.0)
+        loo_hi = loo_hi + 8 * (n + 4) * ulp * (np.abs(loo_of_hi) + np.abs(lo) + 1.0)
+        log_hi = -np.logaddexp(0.0, np.where(np.isnan(loo_lo), -np.inf, loo_lo))
+        log_lo = -np.logaddexp(0.0, np.where(np.isnan(loo_hi), np.inf, loo_hi))
     if node.op == "Softmax":
         out_lo, out_hi = np.exp(log_lo), np.minimum(np.exp(log_hi), 1.0)
     else:
@@ -299,9 +303,13 @@ def softmax(node, ctx):
     return [checked(Box(out_lo, out_hi).widened(1e-12))]
 
 
-def _logsumexp(v: np.ndarray) -> np.ndarray:
-    m = np.max(v, axis=-1, keepdims=True)
-    return m + np.log(np.sum(np.exp(v - m), axis=-1, keepdims=True))
+def _leave_one_out_lse(v: np.ndarray) -> np.ndarray:
+    """``log sum_{j != i} e^(v_j)`` along the last axis, for every i (-inf for a single entry)."""
+    pad = np.full(v.shape[:-1] + (1,), -np.inf)
+    prefix = np.logaddexp.accumulate(np.concatenate([pad, v[..., :-1]], axis=-1), axis=-1)
+    suffix = np.flip(np.logaddexp.accumulate(np.flip(np.concatenate([v[..., 1:], pad], axis=-1), axis=-1), axis=-1),
+                     axis=-1)
+    return np.logaddexp(prefix, suffix)
 
 
 @interval("ReduceL1", "ReduceL2")

@@ -187,7 +187,9 @@ def gate_range(ctx, gate: str, x: str, depth: int = 0) -> tuple[float, float, st
 
 
 def _tanh_gate(ctx, arg: str, x: str):
-    if softplus_argument(ctx, arg) is not None and _linear_in(ctx, softplus_argument(ctx, arg), x):
+    # Mish's slope range holds for softplus itself: log(c + e^u) with c != 1 tends to u (a tanh gate) as c -> 0
+    u = softplus_argument(ctx, arg, exact=True)
+    if u is not None and _linear_in(ctx, u, x):
         return MISH_GATE + ("x * tanh(softplus(k x)) (Mish)",)
     p = polynomial(ctx, arg, x)
     if p is None:
@@ -245,27 +247,27 @@ def gate_product(ctx, node) -> tuple[str, float, str] | None:
 
 # -- softplus, softsign ----------------------------------------------------------------
 
-def softplus_argument(ctx, value: str) -> str | None:
-    """``u`` when ``value = Softplus(u)`` or ``log(1 + exp(u))``."""
+def softplus_argument(ctx, value: str, exact: bool = False) -> str | None:
+    """``u`` when ``value = Softplus(u)`` or ``log(c + exp(u))`` (``exact``: only ``c = 1``, softplus itself)."""
     node = producer(ctx, value)
     if node is None:
         return None
     if node.op == "Softplus":
         return node.inputs[0]
     if node.op == "Log":
-        return log_one_plus_exp(ctx, node)
+        return log_one_plus_exp(ctx, node, exact)
     return None
 
 
-def log_one_plus_exp(ctx, node) -> str | None:
-    """``u`` when the ``Log`` node computes ``log(c + exp(u))`` with a scalar ``c > 0`` (slope in (0, 1))."""
+def log_one_plus_exp(ctx, node, exact: bool = False) -> str | None:
+    """``u`` when the ``Log`` node computes ``log(c + exp(u))`` with a scalar ``c > 0`` (slope in (0, 1)); ``exact``: c = 1."""
     add = producer(ctx, node.inputs[0])
     if add is None or add.op != "Add" or len(add.inputs) != 2:
         return None
     for e, c in (add.inputs, add.inputs[::-1]):
         cv = scalar(ctx, c)
         exp = producer(ctx, e)
-        if cv is not None and cv > 0 and exp is not None and exp.op == "Exp":
+        if cv is not None and (cv == 1.0 if exact else cv > 0) and exp is not None and exp.op == "Exp":
             return exp.inputs[0]
     return None
 

@@ -52,17 +52,28 @@ def transpose(node, ctx):
       attrs=("seed", "ratio", "is_test", "consumed_inputs"), outputs=("output",), kind="linear",
       constant="1 in inference mode (the identity); training mode refused")
 def dropout(node, ctx):
+    reason = dropout_training_reason(node, ctx.const, ctx.opset())
+    if reason:
+        ctx.fail(node, reason, hint=None)
+    return [ctx.lip(node.inputs[0])]
+
+
+def dropout_training_reason(node, const, opset: int) -> str | None:
+    """Why this Dropout draws a random mask (training mode), or None; ``const(name)`` gives a constant's value."""
     from lipaudit.ops.contract import schema
 
-    sch = schema("Dropout", ctx.opset())
-    version = sch.since_version if sch is not None else ctx.opset()
+    sch = schema("Dropout", opset)
+    version = sch.since_version if sch is not None else opset
     if version < 7 and not node.attrs.get("is_test", 0):
-        ctx.fail(node, f"Dropout-{version} with is_test=0 (the default) drops entries at random (training mode)")
+        return f"Dropout-{version} with is_test=0 (the default) drops entries at random (training mode)"
     if len(node.inputs) > 2 and node.inputs[2]:
-        mode = np.asarray(ctx.const(node.inputs[2]))
+        mode = const(node.inputs[2])
+        if mode is None:
+            return "training_mode is not a constant: entries may be dropped at random"
+        mode = np.asarray(mode)
         if mode.size != 1 or bool(mode.reshape(())):
-            ctx.fail(node, "training_mode is true: entries are dropped at random", hint=None)
-    return [ctx.lip(node.inputs[0])]
+            return "training_mode is true: entries are dropped at random"
+    return None
 
 
 @rule("Cast", "CastLike", inputs={"input": DATA, "target_type": CONST}, attrs=("to", "saturate", "round_mode"),

@@ -403,3 +403,104 @@ def test_average_pool_same_padding_with_dilation_covers_both_conventions():
                count_include_pad=1)
     value, _ = certify(net.build([y]), outputs=[y])
     assert value >= 0.7071067811865476  # the runtimes' matrix norm
+
+
+# --- found by an adversarial review of the graph walk ------------------------------------------------
+
+
+def test_batch_size_arithmetic_is_refused_even_when_it_agrees_at_batch_two():
+    """``rows = N - (N-1)(N-2)`` is N at N = 1, 2 and 1 at N = 3: two sample batch sizes cannot tell."""
+    from onnx import numpy_helper
+
+    i64 = lambda v, n: numpy_helper.from_array(np.array(v, dtype=np.int64), n)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "z1", "o1"], ["n"]),
+             helper.make_node("Sub", ["n", "o1"], ["a"]), helper.make_node("Sub", ["n", "t1"], ["b"]),
+             helper.make_node("Mul", ["a", "b"], ["ab"]), helper.make_node("Sub", ["n", "ab"], ["rows"]),
+             helper.make_node("Concat", ["rows", "m1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["r"]),
+             helper.make_node("ReduceSum", ["r", "ax"], ["y"], keepdims=1)]
+    inits = [i64([0], "z1"), i64([1], "o1"), i64([2], "t1"), i64([-1], "m1"), i64([1], "ax")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["R", 1])], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert "batch size" in refusal_of(model, ["y"])
+
+
+def test_dropout_in_training_mode_on_a_constant_is_not_folded_into_a_constant():
+    net = Net()
+    x = net.input((1, 3))
+    drop = net.op("Dropout", [net.const(np.full((1, 3), 1000.0)), net.const(np.array(0.5)), net.const(np.array(True))])
+    y = net.op("Add", [x, drop])
+    assert "training_mode" in refusal_of(net.build([y]), [y])
+
+
+def test_mish_gate_needs_softplus_itself():
+    net = Net()
+    x = net.input((1, 6))
+    soft = net.op("Log", [net.op("Add", [net.const(np.array(1e-6)), net.op("Exp", [x])])])  # log(1e-6 + e^x)
+    gate = net.op("Sub", [net.op("Tanh", [soft]), net.const(np.array(0.488))])
+    y = net.op("Mul", [x, gate])
+    assert_sound(net.build([y]), [y], points=4)
+
+
+def test_softmax_interval_with_huge_logits_stays_sound():
+    net = Net()
+    x = net.input((1, 2))
+    s = net.op("Add", [net.op("Mul", [x, net.const(np.array(31.0))]), net.const(np.array([[1e8 - 31, 1e8 - 50]]))])
+    p0 = net.op("Slice", [net.op("Softmax", [s], axis=1), net.const(ints(0)), net.const(ints(1)), net.const(ints(1))])
+    r = net.op("Reciprocal", [p0])
+    model = net.build([r])
+    value, _ = certify(model, outputs=[r], input_range=(0.0, 1.0))
+    from tests.soundness.graphs import evaluator
+
+    fn, _ = evaluator(model, [r])
+    a, b = np.array([0.0, 1.0]), np.array([0.0, 1.0 - 1e-4])  # both inside the box
+    truth = np.linalg.norm(fn(a) - fn(b)) / np.linalg.norm(a - b)
+    assert value is None or value >= truth
+
+
+def test_an_output_listed_twice_counts_twice():
+    net = Net()
+    x = net.input((1, 3))
+    y = net.op("Mul", [x, net.const(np.array(2.0))])
+    value, _ = certify(net.build([y]), outputs=[y, y])
+    assert value == pytest.approx(2 * math.sqrt(2), rel=1e-5)
+
+
+@pytest.mark.parametrize("op", ["Gemm", "Conv"])
+def test_tiny_weights_never_underflow_to_a_zero_bound(op):
+    net = Net()
+    if op == "Gemm":
+        x = net.input((1, 4))
+        y = net.op("Gemm", [x, net.const(f(3, 4) * 1e-170)], transB=1)
+    else:
+        x = net.input((1, 1, 4, 4))
+        y = net.op("Conv", [x, net.const(f(2, 1, 3, 3) * 1e-170)], pads=[1, 1, 1, 1])
+    model = net.build([y])
+    value, _ = certify(model, outputs=[y])
+    for init in model.graph.initializer:  # the witness of the map times 1e170, scaled back (squares would underflow)
+        init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 1e170, init.name))
+    assert value >= witness(model, [y], points=1) * 1e-170 * (1 - 1e-6) > 0
+
+
+def test_malformed_nodes_are_refusals_not_crashes():
+    net = Net()
+    x = net.input((1, 2, 3, 3))
+    empty = net.op("Slice", [x, net.const(ints(0)), net.const(ints(0)), net.const(ints(2))])  # zero rows
+    y = net.op("GlobalAveragePool", [empty])
+    assert "empty" in refusal_of(net.build([y]), [y])
+
+
+def test_function_attribute_defaults_are_applied_when_inlining():
+    inner = helper.make_node("LeakyRelu", ["X"], ["Y"])
+    inner.attribute.append(onnx.AttributeProto(name="alpha", ref_attr_name="a", type=onnx.AttributeProto.FLOAT))
+    fn = helper.make_function("custom", "LR", ["X"], ["Y"], [inner], [helper.make_opsetid("", 17)], attributes=[])
+    fn.attribute_proto.extend([helper.make_attribute("a", -5.0)])
+    net = Net()
+    x = net.input((1, 3))
+    y = net.op("LR", [x], domain="custom")
+    model = net.build([y], functions=[fn], extra_opsets=[("custom", 1)])
+    model.ir_version = 9
+    value, _ = certify(model, outputs=[y])
+    assert value == pytest.approx(5.0, rel=1e-5)
