@@ -39,6 +39,20 @@ A refusal does not stop the audit: per-layer values are still computed, and the 
 stopped the certificate and why. Non-finite weights or constants make the certificate `inf` (never NaN, never
 a finite number), and every gate on it fails.
 
+## What a certificate is about
+
+- **Exact arithmetic.** The certificate bounds the map the graph defines over the reals. Floating-point
+  rounding inside a runtime (every float32 product, and casts between float32 and float64) is not modelled;
+  casts to float16/bfloat16 round coarsely enough (relative 1e-3) that lipaudit refuses them rather than
+  ignore them. Casts to integers or bool are jumps and are refused.
+- **Weights are the file's.** Initializers are constants, also when a graph input of the same name would let a
+  runtime caller override them (ONNX's "default value" inputs): the audit certifies the model as shipped.
+- **Constant subgraphs** are folded with onnx's reference operators at load time. Where the reference and
+  onnxruntime disagree on a constant-only computation, the reference's value is the one certified.
+- **Dynamic batch.** With a symbolic (or -1/0) batch the certificate is per sample. Constants computed from the
+  batch size are followed symbolically through the folds: plain copies of it may set a Reshape/Expand shape
+  (checked at batch 2), any arithmetic on it is refused.
+
 ## How the rules are tested
 
 - `tests/soundness/test_contracts.py` enumerates the registry. For every rule it checks that the contract
