@@ -39,6 +39,16 @@ from lipaudit.values import SAFETY
 
 _EPS = np.finfo(np.float64).eps
 
+# Unary ops whose product rule multiplies the input's constant by a factor that does not depend on it
+# (pooling, resampling, layout, and activations without a slope interval here): across such a cut,
+# the output's Jacobian norm is at most factor x the input's, with factor = product(out) / product(in).
+SCALING_CUTS = {
+    "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool", "LpPool", "GlobalLpPool", "Pad", "Resize",
+    "Upsample", "Transpose", "Slice", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "DepthToSpace",
+    "SpaceToDepth", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2",
+    "Elu", "Selu", "Celu", "Softplus", "Softsign", "HardSigmoid", "Mish", "Erf", "Identity", "Dropout",
+}
+
 
 @dataclass(frozen=True)
 class ExpansionSettings:
@@ -105,9 +115,11 @@ def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
         forced.add(bad)
     sweeper = _Sweeper(ir, settings, prod)
     position = {op.output: i for i, op in enumerate(ir.ops)}
-    used = _used_ops(ir, outputs)
+    used = _used_ops(ir, outputs, lambda op: _scaling_cut(op, graph, depends))
     splits = [op for op in ir.ops if op.kind == "split" and op.name in used]
-    targets = sorted({op.inputs[0] for op in splits} | {o for o in outputs if depends(o)},
+    scaling = [op for op in ir.ops if op.kind == "cut" and op.name in used and _scaling_cut(op, graph, depends)]
+    sweeper.cut_inputs = {op.output: op.inputs[0] for op in scaling}
+    targets = sorted({op.inputs[0] for op in splits} | {op.inputs[0] for op in scaling} | {o for o in outputs if depends(o)},
                      key=lambda v: position.get(v, -1))
     for i, t in enumerate(targets):
         sweeper.bound(t, position.get(t, -1))
@@ -129,11 +141,17 @@ def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
     )
 
 
+def _scaling_cut(op, graph, depends) -> bool:
+    node = next((n for n in graph.nodes if n.name == op.name), None)
+    return (op.op in SCALING_CUTS and node is not None and len([i for i in node.inputs if depends(i)]) == 1
+            and len([o for o in node.outputs if o]) == 1)
+
+
 def _finite(v: float) -> float:
     return float(v) if math.isfinite(v) else math.inf
 
 
-def _used_ops(ir, outputs) -> set[str]:
+def _used_ops(ir, outputs, through=lambda op: False) -> set[str]:
     producer = {op.output: op for op in ir.ops}
     used, stack, seen = set(), list(outputs), set()
     while stack:
@@ -143,7 +161,7 @@ def _used_ops(ir, outputs) -> set[str]:
         seen.add(v)
         op = producer[v]
         used.add(op.name)
-        if op.kind != "cut":
+        if op.kind != "cut" or through(op):
             stack.extend(op.inputs)
     return used
 
@@ -157,6 +175,7 @@ class _Sweeper:
         self.work = 0.0
         self.exhausted = False
         self.stopped = 0
+        self.cut_inputs: dict[str, str] = {}  # scaling cut output -> its input
         self._symbols: dict = {}
         self._grids: dict = {}
 
@@ -215,7 +234,7 @@ class _Sweeper:
             form, a = self._take(adj, op.output)
             kind = op.kind
             if kind == "cut":
-                terms += self._norm(form, a, op.output) * self.prod(op.output)
+                terms += self._norm(form, a, op.output) * self._cut_bound(op.output)
             elif kind == "split":
                 terms += self._split(op, form, a, adj)
             elif kind == "conv":
@@ -252,6 +271,16 @@ class _Sweeper:
                 raise _Unsupported(x)
             terms += self._norm(form, a, x) * self.A[x]
         return terms
+
+    def _cut_bound(self, y: str) -> float:
+        """Bound on a cut output's Jacobian norm: the product's, or factor x the expansion of its input."""
+        bound = self.prod(y)
+        z = self.cut_inputs.get(y)
+        if z is not None and math.isfinite(self.A.get(z, math.inf)):
+            pz = self.prod(z)
+            if 0 < pz < math.inf and math.isfinite(bound):
+                bound = min(bound, bound / pz * self.A[z] * SAFETY)
+        return bound
 
     def _split(self, op, form, a, adj) -> float:
         z, y = op.inputs[0], op.output
