@@ -105,6 +105,10 @@ CODES: dict[str, Code] = {
         Code("LIP031", "baseline-other-version", "info", "The baseline was written by another lipaudit version.",
              "Bounds can change slightly between versions (e.g. a tighter rule). The comparison was made; "
              "regenerate the baseline with this version to be sure a change comes from the model."),
+        Code("LIP032", "waiver-unused", "info", "A [[tool.lipaudit.waive]] entry matched no finding.",
+             "A waiver names a layer and a code; none of this run's findings matched it. The layer may have been "
+             "renamed (the waiver then silently protects nothing) or the problem is gone. Remove the waiver or "
+             "correct its layer: a layer name, a glob over names, or a module path such as stem.0."),
         Code("LIP040", "attained-unavailable", "info", "No attained (lower) value: the model could not be searched.",
              "The attained value is a verified secant found by gradient ascent on the Jacobian norm with torch "
              "autodiff. It needs the torch module (.pt2, TorchScript, --arch) or an ONNX file that onnx2torch "

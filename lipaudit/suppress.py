@@ -113,6 +113,7 @@ def apply(findings: list[Finding], rules: Suppressions) -> tuple[list[Finding], 
     """The findings that stay (waived ones marked), and how many were dropped per code."""
     kept: list[Finding] = []
     dropped: Counter[str] = Counter()
+    findings = findings + unused_waivers(findings, rules)
     for f in findings:
         if not is_run_error(f.code):
             if (rules.select and f.code not in rules.select) or f.code in rules.ignore:
@@ -123,6 +124,16 @@ def apply(findings: list[Finding], rules: Suppressions) -> tuple[list[Finding], 
                 f.waived, f.reason = True, waiver.reason
         kept.append(f)
     return kept, dict(sorted(dropped.items()))
+
+
+def unused_waivers(findings: list[Finding], rules: Suppressions) -> list[Finding]:
+    """An info finding (LIP032) per waiver that matched nothing: a renamed layer or a fixed problem."""
+    out = []
+    for w in rules.waivers:
+        if not any(w.matches(f) for f in findings):
+            out.append(Finding("LIP032", f"waiver for {w.code} at layer {w.layer!r} matched no finding "
+                                         f"(reason given: {w.reason}); remove it or fix the layer name"))
+    return out
 
 
 def counting(findings: Iterable[Finding]) -> list[Finding]:

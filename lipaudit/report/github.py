@@ -35,6 +35,17 @@ def annotation(finding: dict[str, Any], path: str) -> str:
     return f"::{command} file={_escape_property(path)},title={_escape_property(title)}::{_escape_data(message)}"
 
 
+def _repo_path(path: str) -> str:
+    """GitHub places annotations by repository path: relative to the working directory when inside it."""
+    import os
+
+    try:
+        rel = os.path.relpath(os.path.abspath(path))
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
 def render_github(reports: list[dict[str, Any]]) -> str:
-    lines = [annotation(f, r["model"]["path"]) for r in reports for f in r["findings"]]
+    lines = [annotation(f, _repo_path(r["model"]["path"])) for r in reports for f in r["findings"]]
     return "".join(line + "\n" for line in lines)

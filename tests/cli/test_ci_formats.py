@@ -106,6 +106,11 @@ def test_github_escapes_what_would_break_a_command(gates_report):
     assert "file=dir%2Cwith%3Aodd/model.onnx," in lines[2]
 
 
+def test_github_paths_are_repository_relative(gates_report):
+    gates_report["model"]["path"] = str(ROOT / SAMPLE)  # an absolute path inside the working directory
+    assert validate_github(render_github([gates_report]))[0].startswith(f"::error file={SAMPLE},")
+
+
 def test_junit_golden_and_schema(gates_report):
     text = render_junit([gates_report])
     root = validate_junit(text)

@@ -207,3 +207,13 @@ def test_config_errors_through_the_real_entry_point(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "[red]abc" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_waiver_that_matches_nothing_is_reported():
+    rules = Suppressions(waivers=(Waiver("stem.0", "LIP002", "measured separately"),
+                                  Waiver("renamed.layer", "LIP002", "old name")))
+    kept, _ = apply(_findings(), rules)
+    unused = [f for f in kept if f.code == "LIP032"]
+    assert len(unused) == 1 and "'renamed.layer'" in unused[0].message and unused[0].severity == "info"
+    kept, dropped = apply(_findings(), Suppressions(ignore=("LIP032",), waivers=rules.waivers))
+    assert not any(f.code == "LIP032" for f in kept) and dropped["LIP032"] == 1
