@@ -57,6 +57,8 @@ Examples:
   lipaudit check detector.onnx --output raw_scores --output raw_boxes
   lipaudit check mobilenet.onnx --input-range -3,3
   lipaudit check runs/*.onnx --jobs 2 -q
+  lipaudit check models/*.onnx --format sarif > lipaudit.sarif
+  lipaudit check model.onnx --ignore LIP007 --wide -v
 """
 
 

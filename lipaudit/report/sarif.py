@@ -56,7 +56,9 @@ def _result(finding: dict[str, Any], report: dict[str, Any], rule_index: dict[st
     artifact: dict[str, Any] = {"uri": uri}
     if relative:
         artifact["uriBaseId"] = "%SRCROOT%"
-    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact}}
+    # GitHub code scanning places a result only with a region (rule GH1003 of the SARIF multitool); a
+    # model file has no lines, so the result sits at the start of the file
+    location: dict[str, Any] = {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}}}
     if finding.get("node"):
         location["logicalLocations"] = [{"name": finding["node"], "fullyQualifiedName": finding["node"], "kind": "member"}]
     result: dict[str, Any] = {

@@ -80,6 +80,7 @@ def test_sarif_golden_and_schema(gates_report):
     assert [r["level"] for r in results] == ["error", "error", "error", "error", "note"]
     loc = results[1]["locations"][0]
     assert loc["physicalLocation"]["artifactLocation"]["uri"] == SAMPLE
+    assert loc["physicalLocation"]["region"] == {"startLine": 1}  # GitHub code scanning needs a region
     assert loc["logicalLocations"][0]["fullyQualifiedName"] == "/features/features.0/Conv"
     assert results[1]["suppressions"][0]["justification"] == "stem measured separately [see ticket 12]"
     assert "suppressions" not in results[2]
