@@ -180,10 +180,37 @@ def gate_range(ctx, gate: str, x: str, depth: int = 0) -> tuple[float, float, st
         found = (min(0.0, -beta), max(1.0, 2.0 - beta), "x * hardsigmoid(k x) (HardSwish family)")
     elif node.op == "Tanh":
         found = _tanh_gate(ctx, node.inputs[0], x)
+    elif node.op == "Clip":
+        found = _clip_gate(ctx, node, x)
     if found is None:
         return None
     lo, hi = found[0] * scale, found[1] * scale
     return min(lo, hi), max(lo, hi), found[2]
+
+
+def _clip_gate(ctx, node, x: str):
+    """``x * clip(k x + b, m, M)`` (HardSwish as Paddle and relu6 exporters spell it: ``x * clip(x + 3, 0, 6) / 6``).
+
+    Where the clip is linear the slope is ``2 (k x + b) - b`` with ``k x + b`` in ``[m, M]``; where it
+    saturates the slope is ``m`` or ``M``: so it lies in ``hull{m, M, 2m - b, 2M - b}``, whatever ``k``.
+    """
+    if node.attrs.keys() - {"min", "max"}:
+        return None
+    p = polynomial(ctx, node.inputs[0], x)
+    if p is None or not set(p) <= {0, 1}:
+        return None
+    b = p.get(0, 0.0)
+    bounds = []
+    for index, attr in ((1, "min"), (2, "max")):
+        if len(node.inputs) > index and node.inputs[index]:
+            bounds.append(scalar(ctx, node.inputs[index]))
+        else:
+            bounds.append(float(node.attrs[attr]) if attr in node.attrs else None)
+    m, top = bounds
+    if m is None or top is None or not (math.isfinite(m) and math.isfinite(top) and m <= top):
+        return None  # an open side: x * relu(k x + b) has an unbounded slope
+    ends = (m, top, 2 * m - b, 2 * top - b)
+    return min(ends), max(ends), "x * clip(k x + b, m, M) (HardSwish as clip)"
 
 
 def _tanh_gate(ctx, arg: str, x: str):
