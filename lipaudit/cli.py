@@ -557,7 +557,20 @@ def main() -> None:
 
     prepare_process()
     try:
-        app()
-    except KeyboardInterrupt:  # outside a command (e.g. while parsing)
+        code = app(standalone_mode=False)  # click's usage errors come here, to be printed as one line
+    except (KeyboardInterrupt, typer.Abort):  # outside a command (e.g. while parsing)
         say("interrupted")
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        # typer vendors click: its exceptions are recognised by what they offer, not by class
+        if type(exc).__name__ == "NoArgsIsHelpError" and getattr(exc, "ctx", None) is not None:
+            sys.stderr.write(exc.ctx.get_help() + "\n")
+            sys.exit(2)
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None and exc.exit_code == 2 else ""
+            say(f"error: {exc.format_message()}{hint}")
+            sys.exit(exc.exit_code or 2)
+        say(f"error: internal error: {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

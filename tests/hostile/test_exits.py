@@ -80,6 +80,9 @@ def test_closed_and_broken_stdout_are_exit_2(tmp_path):
         res = subprocess.run(lipaudit_cmd("check", SAMPLE, "--format", "json"), stdout=full, stderr=subprocess.PIPE,
                              text=True, env=ENV, cwd=tmp_path, timeout=90)
     assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "Traceback" not in res.stderr
+    res = subprocess.run(["bash", "-c", " ".join(lipaudit_cmd("check", SAMPLE)) + " 2>&-"],
+                         capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=90)
+    assert res.returncode == 2 and res.stdout == "", (res.returncode, res.stdout)  # the table had nowhere to go
     proc = subprocess.Popen(lipaudit_cmd("check", SAMPLE, "--format", "json"), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=ENV, cwd=tmp_path)
     proc.stdout.close()  # the reader went away before lipaudit wrote
@@ -163,3 +166,9 @@ def test_links_to_special_files_are_refused_as_outputs(tmp_path, monkeypatch):
     (tmp_path / "out.json").symlink_to("/dev/null")
     invoke(tmp_path, monkeypatch, "check", SAMPLE, "--json", "out.json")
     assert (tmp_path / "out.json").is_symlink()
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    for args in (["check", SAMPLE, "--bogus"], ["check"], ["check", SAMPLE, "--jobs", "abc"], ["no-such-command"]):
+        res = hostile_run(tmp_path, *args, timeout=60)
+        assert res.stderr.startswith("error: "), res.stderr
