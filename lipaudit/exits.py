@@ -64,6 +64,47 @@ def quiet_libraries() -> None:
         warnings.simplefilter("ignore")
     if not os.environ.get("LIPAUDIT_DEBUG"):
         logging.disable(logging.CRITICAL)
+        _quiet_onnxruntime()
+
+
+def _quiet_onnxruntime() -> None:
+    """onnxruntime logs from C++ straight to fd 2; lower its default logger to fatal once it is imported
+    (importing it here would slow every run that never needs it)."""
+    if "onnxruntime" in sys.modules:
+        _set_ort_severity(sys.modules["onnxruntime"])
+        return
+    if any(isinstance(f, _OnnxruntimeHook) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _OnnxruntimeHook())
+
+
+def _set_ort_severity(module) -> None:
+    try:
+        module.set_default_logger_severity(4)
+    except Exception:
+        pass
+
+
+class _OnnxruntimeHook:
+    """A meta-path finder that only watches for ``import onnxruntime`` and then steps aside."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "onnxruntime":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _set_ort_severity(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 def worker_init() -> None:

@@ -172,3 +172,23 @@ def test_usage_errors_are_one_line(tmp_path):
     for args in (["check", SAMPLE, "--bogus"], ["check"], ["check", SAMPLE, "--jobs", "abc"], ["no-such-command"]):
         res = hostile_run(tmp_path, *args, timeout=60)
         assert res.stderr.startswith("error: "), res.stderr
+
+
+def test_onnxruntime_logs_never_reach_stderr(tmp_path):
+    """onnxruntime writes warnings from C++ to fd 2; a lipaudit process lowers its logger once it is imported."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              [numpy_helper.from_array(np.ones(3, np.float32), "unused")])  # ORT warns about it
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "m.onnx"))
+    code = ("import sys; from lipaudit.exits import quiet_libraries; quiet_libraries(); "
+            "import onnxruntime; onnxruntime.InferenceSession(sys.argv[1])")
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                         env=ENV, timeout=60)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
