@@ -54,8 +54,9 @@ def inspect_pt2(path: str, max_bytes: int | None = None) -> None:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             root = _root(infos)
-            from lipaudit.budget import require
+            from lipaudit.budget import current, require
 
+            max_bytes = current() if max_bytes is None else max_bytes
             require(f"{path}: unpacking the archive", sum(i.file_size for i in infos), max_bytes)
             outside = [i.filename for i in infos if not i.filename.startswith(root)]
             if outside:
@@ -68,6 +69,8 @@ def inspect_pt2(path: str, max_bytes: int | None = None) -> None:
             if not models:
                 raise ModelLoadError(f"{path}: not a torch.export archive (no models/*.json)")
             for rel in models:
+                # parsed JSON takes many times its text's size in Python objects
+                require(f"{path}: parsing {rel}", 16 * zf.getinfo(names[rel]).file_size, max_bytes)
                 _check_program(path, rel, _json(zf, names[rel], path))
             for rel in names:
                 if rel.startswith("data/constants/") and rel.endswith("_constants_config.json"):
