@@ -19,6 +19,7 @@ KEYS = (
     "max-memory",
     "ignore", "select", "wide",
 )
+NUMBER_OR_TEXT = {"max-increase", "max-memory"}  # text flags that also take a plain number (0.05, bytes)
 TABLES = ("waive",)  # [[tool.lipaudit.waive]]: per-layer waivers (lipaudit.suppress)
 COMMAND_LINE_ONLY = {
     "trust-pickle": "loading pickled code is trusted only from the command line (--trust-pickle)",
@@ -137,11 +138,15 @@ def default_map(command, ctx, table: dict[str, Any], path: Path) -> dict[str, An
         for v in values:
             # TOML has types: no number from a string, no bool for a number, no fraction for an integer
             bad = isinstance(v, (dict, list)) \
+                or (base is not bool and base not in (int, float) and not isinstance(v, str)
+                    and not (key in NUMBER_OR_TEXT and isinstance(v, (int, float)) and not isinstance(v, bool))) \
                 or (base in (int, float) and (isinstance(v, (bool, str)))) \
                 or (base is int and isinstance(v, float)) \
                 or ((base is bool or getattr(param, "is_flag", False)) and not isinstance(v, bool))
             if bad:
                 raise UsageError(f"{where}: expected {want}")
+        if key in NUMBER_OR_TEXT and isinstance(value, (int, float)):
+            value = str(value)
         try:
             _convert(param, ctx, value)
         except Exception:  # click's BadParameter (a UsageError), or a TypeError from an odd value

@@ -104,6 +104,9 @@ def test_github_escapes_what_would_break_a_command(gates_report):
     lines = validate_github(render_github([gates_report]))
     assert len(lines) == 5
     assert "%0A::error::injected 100%25" in lines[2]
+    gates_report["findings"][3]["message"] = "bell\x07 and escape \x1b[31mred"
+    line = validate_github(render_github([gates_report]))[3]
+    assert "\x1b" not in line and "\x07" not in line
     assert "file=dir%2Cwith%3Aodd/model.onnx," in lines[2]
 
 

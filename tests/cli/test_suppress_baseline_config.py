@@ -106,7 +106,7 @@ def test_cli_ignore_select_and_waiver(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def certified_baseline(tmp_path_factory):
     path = tmp_path_factory.mktemp("base") / "certified.json"
-    res = run("check", SAMPLE, "--method", "certified", "--json", str(path), "-q")
+    res = run("check", SAMPLE, "--method", "certified", "--no-attained", "--json", str(path), "-q")
     assert res.exit_code == 0
     return path
 
@@ -128,7 +128,8 @@ def test_baseline_with_other_settings_is_refused_naming_the_difference(certified
 
 
 def test_same_settings_compare_and_show_both_sha256(certified_baseline, tmp_path):
-    res = run("check", SAMPLE, "--method", "certified", "--baseline", str(certified_baseline), "--format", "json")
+    res = run("check", SAMPLE, "--method", "certified", "--no-attained", "--baseline", str(certified_baseline),
+              "--format", "json")
     assert res.exit_code == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["baseline"]["model_sha256"] and report["model"]["sha256"]
@@ -138,7 +139,7 @@ def test_same_settings_compare_and_show_both_sha256(certified_baseline, tmp_path
     data["tool"]["version"] = "0.0.1"
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
-    res = run("check", SAMPLE, "--method", "certified", "--baseline", str(old), "--format", "json")
+    res = run("check", SAMPLE, "--method", "certified", "--no-attained", "--baseline", str(old), "--format", "json")
     assert res.exit_code == 0
     assert "LIP031" in {f["code"] for f in json.loads(res.stdout)["findings"]}
 
@@ -180,6 +181,9 @@ def test_max_increase_without_baseline_is_a_usage_error():
     ('compare = "bogus"', "[tool.lipaudit] compare"),
     ('input-shape = "1,a"', "[tool.lipaudit] input-shape '1,a'"),
     ('max-increase = "lots"', "[tool.lipaudit] max-increase 'lots'"),
+    ("output = 5", "[tool.lipaudit] output = 5: expected a list of strings or a string"),
+    ("ignore = true", "[tool.lipaudit] ignore = True: expected a list of strings or a string"),
+    ("input-shape = [1, 3, 8, 8]", "[tool.lipaudit] input-shape = [1, 3, 8, 8]: expected a string"),
 ])
 def test_config_type_errors_are_one_line_naming_the_key(tmp_path, monkeypatch, line, expected):
     (tmp_path / "pyproject.toml").write_text(f"[tool.lipaudit]\n{line}\n")
@@ -191,7 +195,8 @@ def test_config_type_errors_are_one_line_naming_the_key(tmp_path, monkeypatch, l
 
 
 def test_config_values_are_defaults_and_flags_win(tmp_path, monkeypatch):
-    (tmp_path / "pyproject.toml").write_text('[tool.lipaudit]\ncompare = "fft"\nmax-lipschitz = 1.0\nformat = "json"\n')
+    (tmp_path / "pyproject.toml").write_text('[tool.lipaudit]\ncompare = "fft"\nmax-lipschitz = 1.0\nformat = "json"\n'
+                                             "max-increase = 0.05\n")
     monkeypatch.chdir(tmp_path)
     res = run("check", SAMPLE)
     assert res.exit_code == 1
