@@ -178,6 +178,13 @@ def test_several_models_one_sarif_run_and_one_junit_suite_each(monkeypatch):
     assert len(validate_junit(junit.stdout).findall("testsuite")) == 2
 
 
+@pytest.mark.parametrize("name", ["digits_cnn_bn.json", "digits_cnn_bn.gates.json"])
+def test_golden_json_reports_are_valid(name):
+    from lipaudit.report.json_report import schema
+
+    jsonschema.Draft202012Validator(schema()).validate(json.loads((GOLDEN / name).read_text()))
+
+
 def test_findings_doc_has_a_section_per_code():
     from lipaudit.findings import findings_markdown
 
