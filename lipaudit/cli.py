@@ -524,6 +524,8 @@ def ops():
     supported = sorted(op for op in rules if op not in UNBOUNDED and op not in DISCONTINUOUS and rules[op].kind != "domain")
     typer.echo("supported: " + ", ".join(supported))
     typer.echo("on --input-range only (no global constant): " + ", ".join(sorted(op for op in rules if rules[op].kind == "domain")))
+    typer.echo("without interval bounds (a product needing them is refused on a domain): "
+               + (", ".join(sorted(op for op in supported if rules[op].interval is None)) or "none"))
     typer.echo("refused (no global Lipschitz constant or not continuous): " + ", ".join(sorted(set(UNBOUNDED) | DISCONTINUOUS)))
 
 

@@ -65,6 +65,13 @@ class Rule:
     def slot_role(self, slot: str) -> Slot | None:
         return self.inputs.get(slot)
 
+    @property
+    def interval(self) -> Callable | None:
+        """The op's second quantity: its interval rule (bounds on the input domain, see ``ops/box.py``), or None."""
+        from lipaudit.ops.box import INTERVALS
+
+        return INTERVALS.get(self.op)
+
 
 RULES: dict[str, Rule] = {}
 

@@ -312,7 +312,7 @@ def _leave_one_out_lse(v: np.ndarray) -> np.ndarray:
     return np.logaddexp(prefix, suffix)
 
 
-@interval("ReduceL1", "ReduceL2")
+@interval("ReduceL1", "ReduceL2", "LpPool", "GlobalLpPool")
 def reduce_norm(node, ctx):
     """Norms of magnitudes: increasing in each |entry|, so the bounds of |x| give the bounds."""
     x = node.inputs[0]
@@ -321,6 +321,12 @@ def reduce_norm(node, ctx):
 
     feeds = {n: np.asarray(ctx.const(n)) for n in node.inputs[1:] if n}
     low = np.where((b.lo <= 0) & (b.hi >= 0), 0.0, np.minimum(np.abs(b.lo), np.abs(b.hi)))
+    if node.op == "GlobalLpPool":  # no reference implementation: (sum over spatial axes of |x|^p)^(1/p)
+        p = float(node.attrs.get("p", 2))
+        axes = tuple(range(2, b.lo.ndim))
+        with np.errstate(over="ignore"):
+            lo, hi = (np.sum(v ** p, axis=axes, keepdims=True) ** (1 / p) for v in (low, b.mag()))
+        return [checked(Box(lo, hi).widened(1e-9 * np.abs(hi)))]
     out = _first_output(node, ctx)
     lo = evaluate(node, ctx, {x: np.ascontiguousarray(low), **feeds}, out)[0]
     hi = evaluate(node, ctx, {x: np.ascontiguousarray(b.mag()), **feeds}, out)[0]

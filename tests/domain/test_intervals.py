@@ -151,6 +151,10 @@ def _log_sum_exp(net, x, rng):
     return net.op("Sub", [x, net.op("ReduceLogSumExp", [x, net.const(np.array([1], dtype=np.int64))], keepdims=1)])
 
 
+def _lp_pool(net, x, rng):
+    return net.op("LpPool", [x], kernel_shape=[3, 3], pads=[1, 1, 1, 1], p=3)
+
+
 def _unary(op, **attrs):
     return lambda net, x, rng: net.op(op, [x], **attrs)
 
@@ -164,7 +168,7 @@ STEPS = {
     "abs": _unary("Abs"), "neg": _unary("Neg"), "exp": _unary("Exp"), "erf": _unary("Erf"),
     "softsign": _unary("Softsign"), "selu": _unary("Selu"), "logsoftmax": _unary("LogSoftmax", axis=1),
     "sqrt": _sqrt, "log": _log, "recip": _recip, "pow3": _pow, "pow2": _pow_even, "clip": _clip, "where": _where,
-    "concat_slice": _concat_slice, "pad_reflect": _pad_reflect, "resize": _resize, "gemm": _gemm, "reduce": _reduce,
+    "concat_slice": _concat_slice, "pad_reflect": _pad_reflect, "resize": _resize, "gemm": _gemm, "reduce": _reduce, "lp_pool": _lp_pool,
     "layernorm": _layernorm, "instnorm": _instnorm, "logsumexp": _log_sum_exp,
 }
 
@@ -246,3 +250,18 @@ def test_values_inside_a_folded_batchnorm_keep_sound_bounds():
     v = net.op("Conv", [w, net.const(rng.standard_normal((C, C, 1, 1)))])
     result = _check_contains(net.build([v]), -3.0, 3.0, 5)
     assert result.layers[0].folded and result.layers[1].folded  # one BN folded after, one before
+
+
+def test_global_lp_pool_bounds_contain_sampled_values():
+    """GlobalLpPool has no onnx reference implementation: its bounds are computed directly; numpy is the truth."""
+    net = Net(opset=17)
+    x = net.input(SHAPE, name="x")
+    y = net.op("GlobalLpPool", [x], p=3)
+    _, result = certify(net.build([y]), input_range=(-1.0, 2.0))
+    box = result.boxes[y]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        v = rng.uniform(-1, 2, SHAPE)
+        v[rng.random(SHAPE) < 0.3] = 2.0
+        out = np.sum(np.abs(v) ** 3, axis=(2, 3), keepdims=True) ** (1 / 3)
+        assert np.all(out >= box.lo) and np.all(out <= box.hi)
