@@ -237,7 +237,8 @@ def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product:
     try:
         with _single_threaded_blas():  # many small batched products: threads only add overhead
             result = expansion_bound(graph, ctx.lips, outputs, ctx.bn_scales,
-                                     ExpansionSettings(budget=settings.expansion_budget))
+                                     ExpansionSettings(budget=settings.expansion_budget),
+                                     shifted=_fold_shifted(graph, ctx))
     except (ArithmeticError, ValueError, IndexError, TypeError, KeyError) as exc:
         # the expansion only ever tightens the product; a graph it cannot handle keeps the product
         logging.getLogger("lipaudit.certificate").info("expansion certificate skipped: %s: %s",
@@ -248,6 +249,30 @@ def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product:
     # cut outputs carry the product walk's constants, so the result holds where they hold (valid_on)
     return NetworkValue(min(value, product.value), product.kind, per_output, product.estimate_layers,
                         valid_on=product.valid_on, product=product.value, expansion=result.to_json())
+
+
+def _fold_shifted(graph: Graph, ctx: RuleContext) -> set[str]:
+    """Values whose product constant is not their own because of a BatchNorm fold.
+
+    A BN folded *after* a layer puts its scale into the layer's output (and the bias additions up to
+    the BN); one folded *before* a conv leaves its own output without its scale.
+    """
+    producers = graph.producers()
+    shifted: set[str] = set()
+    for bn_name, _ in (item for folds in ctx.fold_before.values() for item in folds):
+        bn = graph.node(bn_name)
+        if bn is not None:
+            shifted.update(o for o in bn.outputs if o)
+    for bn_name, _ in (item for folds in ctx.fold_after.values() for item in folds):
+        bn = graph.node(bn_name)
+        value = bn.inputs[0] if bn is not None else None
+        while value is not None and value not in shifted:
+            node = producers.get(value)
+            if node is None:
+                break
+            shifted.add(value)
+            value = next((i for i in node.inputs if i not in graph.constants), None) if node.op in ("Add", "Sub") else None
+    return shifted
 
 
 def _apply(node, rules, ctx: RuleContext, dynamic_batch: bool):

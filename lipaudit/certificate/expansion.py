@@ -59,11 +59,13 @@ class ExpansionSettings:
             every later sweep stops at the first activation it meets (product rule beyond).
         max_phases: largest polyphase blow-up (product of stride ratios) a sweep goes through.
         max_rows: largest non-spatial value measured by its rows (larger ones use the product).
+        max_bytes: largest array one sweep may hold (per-frequency matrices of a value or a symbol).
     """
 
     budget: float = 20.0
     max_phases: int = 16
     max_rows: int = 4096
+    max_bytes: int = 256 * 2**20  # largest array of a sweep; a target needing more uses the product
 
 
 @dataclass
@@ -89,11 +91,12 @@ class ExpansionResult:
 
 def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
                     settings: ExpansionSettings = ExpansionSettings(), composition: str = "certified",
-                    progress=None) -> ExpansionResult:
+                    progress=None, shifted: set[str] = frozenset()) -> ExpansionResult:
     """Expansion certificate for the map from the graph inputs to ``outputs``.
 
     ``lips`` are the product walk's constants per value (true bounds, used for
-    cut outputs and for the per-value minimum).
+    cut outputs and for the per-value minimum); ``shifted`` names values whose
+    constant is not their own (inside a BatchNorm fold), which are never used.
     """
     t0 = time.perf_counter()
 
@@ -104,6 +107,8 @@ def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
         lip = lips.get(v)
         if v in graph.inputs:
             return 1.0
+        if v in shifted:
+            return math.inf
         return float(lip.get(composition, math.inf)) if isinstance(lip, dict) else math.inf
 
     forced: set[str] = set()
@@ -136,7 +141,7 @@ def expansion_bound(graph, lips: dict, outputs: list[str], bn_scales: dict,
     return ExpansionResult(
         value=_finite(math.hypot(*per_output.values())),
         raw=_finite(math.hypot(*raw.values())), per_output=per_output,
-        splits=len(splits), cuts=cuts, stopped=sweeper.stopped, budget_exhausted=sweeper.exhausted,
+        splits=len(splits), cuts=cuts, stopped=sweeper.stopped + sweeper.fallbacks, budget_exhausted=sweeper.exhausted,
         work=sweeper.work, time_s=time.perf_counter() - t0,
     )
 
@@ -175,6 +180,7 @@ class _Sweeper:
         self.work = 0.0
         self.exhausted = False
         self.stopped = 0
+        self.fallbacks = 0
         self.cut_inputs: dict[str, str] = {}  # scaling cut output -> its input
         self._symbols: dict = {}
         self._grids: dict = {}
@@ -207,23 +213,36 @@ class _Sweeper:
             omega, _ = self._grid(self.ref_period)
             c = val.channels
             self.rows = c
+            if omega.shape[0] * c * c * 16 > self.settings.max_bytes:
+                self._fallback(t)
+                return
             start = np.broadcast_to(np.eye(c, dtype=np.complex128), (omega.shape[0], c, c)).copy()
             adj = {t: ("freq", start)}
         else:
             self.mode = "rows"
             n = int(np.prod(val.shape)) if val.shape else 1
             if n > self.settings.max_rows:
-                self.A[t] = math.inf
+                self._fallback(t)
                 return
             self.rows = n
             adj = {t: ("flat", np.eye(n))}
         try:
             total = self._sweep(adj, pos)
         except _Unsupported:
-            total = math.inf
+            self._fallback(t)
+            return
         if val.spatial is False or val.clean:
             total = min(total, self.prod(t))  # the true Jacobian: the product constant bounds it too
         self.A[t] = total * SAFETY if math.isfinite(total) else math.inf
+
+    def _fallback(self, t: str) -> None:
+        """No expansion bound for ``t``: later sweeps stop at the split it feeds (product rule across)."""
+        self.A[t] = math.inf
+        self.fallbacks += 1
+
+    def _check_size(self, *shape) -> None:
+        if int(np.prod(shape)) * 16 > self.settings.max_bytes:
+            raise _Unsupported("too large")
 
     def _sweep(self, adj: dict, pos: int) -> float:
         ir = self.ir
@@ -241,6 +260,7 @@ class _Sweeper:
                 u = op.inputs[0]
                 period, q_out = self._ref(op.output)
                 x = self._conv_symbol(op, q_out, period)
+                self._check_size(a.shape[0], a.shape[1], x.shape[2])
                 self.work += a.shape[0] * a.shape[1] * x.shape[1] * x.shape[2]
                 self._add(adj, u, "freq", a @ x)
             elif kind == "scale":
@@ -365,6 +385,8 @@ class _Sweeper:
         key = (op.name, q_out, period)
         if key not in self._symbols:
             p = op.params
+            qo, qi = int(np.prod(q_out)), int(np.prod(q_out)) * int(np.prod(p["stride"]))
+            self._check_size(self._grid(period)[0].shape[0], p["weight"].shape[0] * qo, p["weight"].shape[1] * qi)
             offsets, mats = coarse_conv_taps(p["weight"], p["stride"], p["dilation"], p["pads_begin"], q_out)
             self._symbols[key] = symbol(offsets, mats, self._grid(period)[0])
         return self._symbols[key]
@@ -373,6 +395,7 @@ class _Sweeper:
         """Guaranteed bound on the norm of the segment whose adjoint is ``a`` (columns scaled by ``cols``)."""
         if cols is not None:
             a = a * cols
+        self.work += a.size * min(a.shape[-1], a.shape[-2])
         if form == "flat":
             if a.size == 0:
                 return 0.0
