@@ -87,22 +87,24 @@ def main(argv: list[str]) -> int:
     for path in models():
         rows.append(row(path))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = table(rows)
-    if "--print" in argv or not os.path.exists(DOC):
-        print(text)
-        return 0
+        if "--print" not in argv:
+            write(table(rows))  # after every model, so a long run leaves a usable table
+    print(table(rows))
+    return 0
+
+
+def write(text: str) -> None:
+    if not os.path.exists(DOC):
+        return
     doc = open(DOC).read()
     if START not in doc:
-        print(text)
-        return 0
+        return
     head, rest = doc.split(START, 1)
     tail = rest.split(END, 1)[1]
     tmp = DOC + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(head + START + "\n" + text + END + tail)
     os.replace(tmp, DOC)
-    print(text)
-    return 0
 
 
 if __name__ == "__main__":

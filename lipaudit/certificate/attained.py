@@ -119,8 +119,11 @@ class _Flat:
         return out.reshape(-1)
 
 
-def check_against_onnxruntime(f32, model, input_name: str, shape, seed: int, points=None) -> float:
-    """Largest relative disagreement between the torch function (float32) and onnxruntime; raises when above 1e-3."""
+def check_against_onnxruntime(f32, model, input_name: str, shape, seed: int, points=None, outputs=None) -> float:
+    """Largest relative disagreement between the torch function (float32) and onnxruntime; raises when above 1e-3.
+
+    ``outputs``, when a list, receives onnxruntime's outputs at ``points`` (float64 vectors).
+    """
     import onnxruntime as ort
     import torch
 
@@ -134,6 +137,8 @@ def check_against_onnxruntime(f32, model, input_name: str, shape, seed: int, poi
     for p in pts:
         p = np.asarray(p, dtype=np.float32).reshape(shape)
         ref = np.concatenate([np.asarray(o, dtype=np.float64).ravel() for o in sess.run(None, {input_name: p})])
+        if outputs is not None:
+            outputs.append(ref)
         with torch.no_grad():
             got = f32(torch.from_numpy(p)).double().numpy()
         if got.shape != ref.shape:
@@ -322,10 +327,13 @@ def verified_secant(f64, f32, x, v, check=None, box=(None, None)) -> tuple[float
             continue
         disagreement = float((fa - ga).abs().max() + (fb - gb).abs().max())
         margin = 1e3 * disagreement * EPS64 / EPS32 + 1e-12 * (float(fa.norm()) + float(fb.norm()))
+        if check is not None:
+            # the ONNX model itself (onnxruntime) at both ends: the converted module's difference must match
+            # its difference; what they disagree by is taken off too
+            ref_a, ref_b = check([a.float().numpy(), b.float().numpy()])
+            margin += float(np.linalg.norm((ref_a - ref_b) - (fa - fb).numpy()))
         dist = float((a - b).norm()) * (1 + 1e-12)
         value = max(float((fa - fb).norm()) - margin, 0.0) / dist
-        if check is not None:
-            check([a.float().numpy(), b.float().numpy()])
         if value > best:
             best, info = value, {"step": t * scale, "margin": margin, "x_rms": float(x64.norm()) / math.sqrt(x64.numel())}
     return best, info
@@ -348,7 +356,9 @@ def attained(module, *, shape, converter: str, settings: AttainedSettings = Atta
         check_against_onnxruntime(f32, onnx_model, input_name, shape, settings.seed)
 
         def check(points):
-            check_against_onnxruntime(f32, onnx_model, input_name, shape, settings.seed, points)
+            refs: list = []
+            check_against_onnxruntime(f32, onnx_model, input_name, shape, settings.seed, points, refs)
+            return refs
     try:
         module64 = copy.deepcopy(module).double()
     except Exception as exc:
