@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -63,14 +62,20 @@ def _run(kw, console) -> int:
         raise UsageError(f"--format {kw['fmt']!r}: choose table or json")
     eps = parse_eps(kw["eps"])
     gates = dict((e, a) for a, e in map(parse_gate, kw["min_certified_accuracy"] or []))
-    for path in [p for p in (kw["json_path"], kw["plot"]) if p is not None]:
-        _check_output_path(path)
+    from lipaudit.safe_io import StagedWrites, check_output_path, require_regular_file
+
+    for path, flag in ((kw["json_path"], "--json"), (kw["plot"], "--plot")):
+        if path is not None:
+            check_output_path(path, flag)
     if kw["plot"] is not None:
         if Path(kw["plot"]).suffix.lower() not in PLOT_SUFFIXES:
             raise UsageError(f"--plot {kw['plot']}: choose a .png, .svg or .pdf file")
         from lipaudit.report.plot import _pyplot
 
         _pyplot()  # matplotlib missing: say so before the work
+    from lipaudit.errors import DataError
+
+    require_regular_file(str(kw["data"]), "data", error=DataError)
     x, y = load_npz(str(kw["data"]))
     interactive = sys.stderr.isatty() and not os.environ.get("CI") and not kw["quiet"] and kw["fmt"] != "json"
     run = lambda progress: lipaudit.certify(  # noqa: E731
@@ -83,14 +88,19 @@ def _run(kw, console) -> int:
     from lipaudit.report.json_report import dumps
 
     payload = dumps(report_dict)
-    if kw["json_path"]:
-        write_atomic(str(kw["json_path"]), payload)
-    if kw["plot"]:
-        from lipaudit.report.robustness_plot import write_curve
+    with StagedWrites() as staged:  # every output or none
+        if kw["json_path"]:
+            staged.stage(kw["json_path"], payload, "--json")
+        if kw["plot"]:
+            from lipaudit.report.robustness_plot import curve_bytes
 
-        rob = report.robustness
-        write_curve(str(kw["plot"]), certified_radii=rob.certified_radii, eps=eps, clean_accuracy=rob.clean_accuracy,
-                    lipschitz=float(rob.lipschitz["value"]), title=_safe(str(kw["model"])))
+            rob = report.robustness
+            staged.stage(kw["plot"], curve_bytes(Path(kw["plot"]).suffix.lower().lstrip("."),
+                                                 certified_radii=rob.certified_radii, eps=eps,
+                                                 clean_accuracy=rob.clean_accuracy,
+                                                 lipschitz=float(rob.lipschitz["value"]), title=_safe(str(kw["model"]))),
+                         "--plot")
+        staged.commit()
     if kw["fmt"] == "json":
         sys.stdout.write(payload)
     elif kw["quiet"]:
@@ -106,8 +116,6 @@ def load_npz(path: str):
 
     from lipaudit.errors import DataError, first_line
 
-    if not os.path.isfile(path):
-        raise DataError(f"--data {path}: no such file" if not os.path.exists(path) else f"--data {path}: not a regular file")
     with open(path, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":
             raise DataError(f"--data {path}: not a readable .npz file (not a zip archive); save with numpy.savez")
@@ -166,32 +174,6 @@ def verdict_line(report: dict) -> str:
     return f"{report['verdict'].upper()}  {_safe(report['model']['path'])}  certified accuracy {accs}"
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see a partial file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lipaudit-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _check_output_path(path: Path) -> None:
-    from lipaudit.errors import UsageError
-
-    folder = Path(os.path.abspath(path)).parent
-    if not folder.is_dir():
-        raise UsageError(f"{path}: folder {folder} does not exist")
-    if Path(path).exists() and not Path(path).is_file():
-        raise UsageError(f"{path}: exists and is not a regular file")
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"{path}: folder {folder} is not writable")
-
-
 def _with_progress(run, console):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -218,7 +200,9 @@ def _num(v) -> str:
 
 def _safe(text: str) -> str:
     """Text from a file or a path, with control characters (terminal escapes) made visible."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+    from lipaudit.safe_io import clean_text
+
+    return clean_text(text)
 
 
 def _console():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
@@ -34,21 +32,16 @@ def curve_figure(certified_radii: np.ndarray, eps: Sequence[float], clean_accura
     return fig
 
 
-def write_curve(path: str, **kwargs) -> None:
-    """Draw the curve and write it atomically (a temporary file beside ``path``, then rename)."""
-    fig = curve_figure(**kwargs)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".lipaudit-", suffix=suffix, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=suffix.lstrip(".").lower(), dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        import matplotlib.pyplot as plt
+def curve_bytes(fmt: str = "png", **kwargs) -> bytes:
+    """The curve as image bytes (``png``, ``svg`` or ``pdf``); the caller writes them (atomically)."""
+    import io
 
+    import matplotlib.pyplot as plt
+
+    fig = curve_figure(**kwargs)
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=120)
+        return buf.getvalue()
+    finally:
         plt.close(fig)
