@@ -245,12 +245,28 @@ class Report:
     def _repr_html_(self) -> str:
         from lipaudit.report.html import render_html
 
-        return notebook_fragment(render_html(self._data))
+        page = notebook_fragment(render_html(self._data))
+        if self.robustness is None:
+            return page
+        return page.replace("<div class='lipaudit-report'>", "<div class='lipaudit-report'>" + _robustness_html(self.robustness), 1)
 
     def __repr__(self) -> str:
         net = ", ".join(f"{k}={v.value:.6g} ({v.kind.value}{', on ' + str(v.valid_on) + ' only' if v.valid_on else ''})"
                         for k, v in self.network.items()) or "no network value"
         return f"<lipaudit.Report {self.model.get('path')}: {len(self.layers)} layers, {net}, verdict {self.verdict}>"
+
+
+def _robustness_html(rob: Robustness) -> str:
+    import html
+
+    lip = rob.lipschitz
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
+                   for k, v in sorted(rob.certified_accuracy.items(), key=lambda kv: float(kv[0])))
+    domain = f", valid on {html.escape(str(lip['valid_on']))} only" if "valid_on" in lip else ""
+    return (f"<h2>certified robustness</h2><p>L = {float(lip['value']):.6g} ({html.escape(str(lip['kind']))}, "
+            f"{html.escape(str(lip['composition']))}{domain}); clean accuracy {rob.clean_accuracy:.4f} on n = {rob.n}; "
+            "radius = margin / (sqrt(2) L)</p><table><tr><th>eps (l2)</th><th>certified accuracy</th></tr>"
+            f"{rows}</table>")
 
 
 def notebook_fragment(page: str) -> str:

@@ -255,3 +255,10 @@ def test_onnx_certify_never_imports_torch(setup, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
     assert out.stdout.strip() == "exit 0 False", out.stderr
+
+
+def test_certify_report_repr_html(setup):
+    net, x, y, _, _, _, _ = setup
+    r = lipaudit.certify(net, x[:50], y[:50], eps=[0.01, 0.05])
+    page = r._repr_html_()
+    assert "certified robustness" in page and f"{r.robustness.at(0.01):.4f}" in page
