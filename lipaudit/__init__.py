@@ -13,8 +13,10 @@ Every error is a :class:`LipauditError` subclass; the CLI maps them to exit code
 __version__ = "0.1.0"
 
 from lipaudit.api import audit, certify  # noqa: E402
+from lipaudit.budget import BudgetError  # noqa: E402
 from lipaudit.errors import (  # noqa: E402
     BaselineError,
+    BaselineMismatch,
     DataError,
     InputShapeError,
     LipauditError,
@@ -22,10 +24,11 @@ from lipaudit.errors import (  # noqa: E402
     UnsupportedOpError,
     UsageError,
 )
+from lipaudit.safe_io import OutputError  # noqa: E402
 from lipaudit.report.view import Finding, Layer, Network, NetworkValue, Report, Robustness, Value  # noqa: E402
 
 __all__ = [
     "__version__", "audit", "certify", "Report", "Network", "NetworkValue", "Layer", "Value", "Finding", "Robustness",
     "LipauditError", "ModelLoadError", "InputShapeError", "UnsupportedOpError", "UsageError", "BaselineError",
-    "DataError",
+    "DataError", "BaselineMismatch", "BudgetError", "OutputError",
 ]

@@ -39,6 +39,7 @@ def audit(
     trust_pickle: bool = False,
     arch: str | None = None,
     attained: bool | None = None,
+    max_memory: int | str | None = "4GB",
     timings: bool = True,
 ) -> Report:
     """Audit a model: per-layer bounds, network Lipschitz constants, findings and gates.
@@ -64,6 +65,8 @@ def audit(
         trust_pickle, arch: as the CLI flags; loading pickled code runs code from the file.
         attained: search a verified lower bound (``network.attained``) as ``--attained`` does
             (None: only with ``method="certified"``, like the CLI).
+        max_memory: the memory budget (``--max-memory``): bytes, or text such as ``"8GB"``; None: no budget.
+            Work estimated above it raises BudgetError before it starts.
         timings: False writes 0 for every time (byte-identical reports).
 
     Returns:
@@ -78,7 +81,7 @@ def audit(
                          until=until, input_range=input_range, seed=seed, jobs=jobs, max_lipschitz=max_lipschitz,
                          max_layer_norm=max_layer_norm, baseline=baseline, max_increase=max_increase, iters=iters,
                          tol=tol, device=device, trust_pickle=trust_pickle, arch=arch, attained=attained,
-                         timings=timings)
+                         max_memory=max_memory, timings=timings)
     if progress is True:
         return Report(_with_bar(lambda cb: audit_report(model, opts, cb)))
     if progress is not None and not callable(progress):
@@ -88,7 +91,7 @@ def audit(
 
 def check_options(model: Any, *, input_shape, method, compare, outputs, until, input_range, seed, jobs,
                   max_lipschitz=None, max_layer_norm=None, baseline=None, max_increase=0.0, iters=None, tol=None,
-                  device="auto", trust_pickle=False, arch=None, attained=None, timings=True):
+                  device="auto", trust_pickle=False, arch=None, attained=None, max_memory="4GB", timings=True):
     """Validated :class:`lipaudit.runner.CheckOptions` from API arguments (UsageError on bad values)."""
     import math
 
@@ -126,8 +129,18 @@ def check_options(model: Any, *, input_shape, method, compare, outputs, until, i
         max_layer_norm=None if max_layer_norm is None else float(max_layer_norm),
         baseline=None if baseline is None else os.fspath(baseline), max_increase=float(max_increase),
         trust_pickle=bool(trust_pickle), arch=arch, timed=bool(timings), layer_jobs=jobs, input_range=input_range,
-        attained=None if attained is None else bool(attained),
+        attained=None if attained is None else bool(attained), max_memory=_budget(max_memory),
     )
+
+
+def _budget(value) -> int | None:
+    from lipaudit.budget import parse_size
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UsageError(f"max_memory must be bytes (int), a size such as '8GB', or None, not {value!r}")
+    return parse_size(str(value))
 
 
 def _names(value, what: str, split: bool = False) -> tuple[str, ...]:

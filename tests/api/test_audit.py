@@ -140,7 +140,8 @@ def test_module_needs_input_shape_and_errors_are_exported():
     with pytest.raises(lipaudit.UsageError):
         lipaudit.audit(SAMPLE, max_lipschitz=float("nan"))
     for cls in (lipaudit.ModelLoadError, lipaudit.InputShapeError, lipaudit.UnsupportedOpError,
-                lipaudit.UsageError, lipaudit.BaselineError, lipaudit.DataError):
+                lipaudit.UsageError, lipaudit.BaselineError, lipaudit.DataError, lipaudit.BaselineMismatch,
+                lipaudit.BudgetError, lipaudit.OutputError):
         assert issubclass(cls, lipaudit.LipauditError) and cls.exit_code == 2 and cls.code.startswith("LIP")
 
 
@@ -163,3 +164,10 @@ def test_progress_callback_is_called():
     calls = []
     lipaudit.audit(SAMPLE, progress=lambda done, total, name: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]
+
+
+def test_memory_budget_raises_before_the_work():
+    with pytest.raises(lipaudit.BudgetError, match="max-memory"):
+        lipaudit.audit(SAMPLE, max_memory=1000)
+    with pytest.raises(lipaudit.UsageError):
+        lipaudit.audit(SAMPLE, max_memory="lots")
