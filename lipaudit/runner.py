@@ -272,8 +272,9 @@ def _findings(result, opts: CheckOptions, baseline, has_graph: bool) -> list[Fin
     from lipaudit.policy import Gates, evaluate
 
     if not has_graph:
+        unused = "; --input-range has no effect without a graph" if opts.input_range is not None else ""
         findings = [Finding("LIP008", "no architecture in this file: per-layer values only, no network certificate "
-                                      "(use an ONNX/.pt2/TorchScript file or --arch module:factory)")]
+                                      "(use an ONNX/.pt2/TorchScript file or --arch module:factory)" + unused)]
         if result.notes:
             names = [name for name, _ in result.notes]
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")

@@ -141,3 +141,11 @@ def test_bad_input_range_is_a_usage_error(se_model, bad):
     assert res.exit_code == 2 and "--input-range" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert run("check", se_model, f"--input-range={bad}", "--format", "json").exit_code == 2
+
+
+def test_input_range_on_weights_only_says_it_has_no_effect():
+    from tests.conftest import shared_model
+
+    report = _json(run("check", shared_model("resnet_2b.pth"), "--input-range", "-1,1", "--format", "json"))
+    lip008 = next(f for f in report["findings"] if f["code"] == "LIP008")
+    assert "--input-range has no effect" in lip008["message"] and "certified" not in report["network"]
