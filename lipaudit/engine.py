@@ -214,7 +214,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
                                       valid_on=ctx.domain.to_json() if ctx.domain_uses else None)
     if "certified" in network and settings.expansion_budget > 0:
         t_exp = time.perf_counter()
-        network["certified"] = _with_expansion(graph, ctx, outputs, network["certified"], settings)
+        network["certified"] = _with_expansion(graph, ctx, outputs, network["certified"], settings, progress)
         timings["expansion_s"] = time.perf_counter() - t_exp
         timings["certificate_s"] += timings["expansion_s"]
     layer_shares(ctx.layers, ctx.compositions[0])
@@ -228,7 +228,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
 
 
 def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product: NetworkValue,
-                    settings: AuditSettings) -> NetworkValue:
+                    settings: AuditSettings, progress: Progress | None = None) -> NetworkValue:
     """The certified network value: per output, the smaller of the product and the expansion certificate."""
     if product.kind is not Kind.UPPER:
         return product
@@ -238,7 +238,9 @@ def _with_expansion(graph: Graph, ctx: RuleContext, outputs: list[str], product:
         with _single_threaded_blas():  # many small batched products: threads only add overhead
             result = expansion_bound(graph, ctx.lips, outputs, ctx.bn_scales,
                                      ExpansionSettings(budget=settings.expansion_budget),
-                                     shifted=_fold_shifted(graph, ctx))
+                                     shifted=_fold_shifted(graph, ctx),
+                                     progress=(lambda i, n, v: progress(i, n, f"expansion segment {i}/{n}"))
+                                     if progress is not None else None)
     except (ArithmeticError, ValueError, IndexError, TypeError, KeyError) as exc:
         # the expansion only ever tightens the product; a graph it cannot handle keeps the product
         logging.getLogger("lipaudit.certificate").info("expansion certificate skipped: %s: %s",

@@ -121,3 +121,14 @@ def test_a_model_without_a_converter_gets_a_finding_not_a_failure(tmp_path, monk
     report = run_check("sample_models/digits_cnn_bn.onnx", CheckOptions(method="certified"))
     assert report["verdict"] == "pass" and "attained" not in report["network"]
     assert any(f["code"] == "LIP040" and "cannot convert" in f["message"] for f in report["findings"])
+
+
+def test_a_torch_module_is_searched_directly():
+    """In-memory modules (like .pt2/--arch inputs) keep the module: no conversion, no onnxruntime check."""
+    from lipaudit.runner import CheckOptions, run_check
+
+    model = nets.randomise(nets.Chain(n=5, act="relu"), seed=3).float()
+    report = run_check(model, CheckOptions(method="certified", input_shape=(1, 1, 5, 5)))
+    att = report["network"]["attained"]
+    assert att["search"]["converter"].startswith("torch module")
+    assert 0 < att["value"] <= report["network"]["certified"]["value"]
