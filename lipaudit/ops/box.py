@@ -145,10 +145,6 @@ def _feed_const(c) -> np.ndarray:
     return c.astype(np.float64) if np.issubdtype(c.dtype, np.floating) else c
 
 
-def data_inputs(node, ctx) -> list[str]:
-    return [x for x in node.inputs if x and ctx.depends(x)]
-
-
 def monotone(node, ctx, signs: dict[str, int] | None = None, exact: bool = False, outputs=None) -> list[Box]:
     """An op non-decreasing (sign +1, the default) or non-increasing (-1) in each input-dependent input.
 
@@ -229,17 +225,14 @@ def affine(node, ctx, data: str, weights: dict[str, np.ndarray], drop: tuple[str
     out = node.outputs[:1]
     center = evaluate(stripped, ctx, center_feed, out)[0]
     radius = evaluate(stripped, ctx, radius_feed, out)[0]
-    return Box(center - radius, center + radius).widened()
+    # the radius's own rounding, and that of center +- radius, are covered by ROUNDING x radius
+    return Box(center - radius, center + radius).widened(ROUNDING * (np.abs(center) + radius))
 
 
 def _without(node, drop):
     from dataclasses import replace
 
     return replace(node, inputs=[("" if n in drop else n) for n in node.inputs]) if drop else node
-
-
-def add_boxes(a: Box, b: Box) -> Box:
-    return Box(a.lo + b.lo, a.hi + b.hi).widened()
 
 
 def mul_boxes(a: Box, b: Box) -> Box:
@@ -382,3 +375,8 @@ def _intersect_lipschitz(b: Box, center: Box, lip, radius: float) -> Box:
     if np.any(lo > hi):  # cannot happen for sound inputs; keep the interval box rather than guess
         return b
     return Box(lo, hi)
+
+
+def add_with_rounding(a: Box, b: Box) -> Box:
+    """``a + b``, widened for the rounding of each sum (relative to the terms, not to the result)."""
+    return Box(a.lo + b.lo, a.hi + b.hi).widened(ROUNDING * (a.mag() + b.mag()))

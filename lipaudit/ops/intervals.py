@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from lipaudit.ops.box import (
-    APPROX, Box, NoInterval, affine, checked, interval, matmul_boxes, monotone, mul_boxes, reciprocal_box, unimodal,
+    APPROX, Box, NoInterval, add_with_rounding, affine, checked, interval, matmul_boxes, monotone, mul_boxes,
+    reciprocal_box, unimodal,
 )
 
 # ops that only move, select, copy or compare entries, or apply one element-wise monotone function:
@@ -211,7 +212,7 @@ def conv(node, ctx):
     if bias:
         bb = ctx.known_box(node, bias)
         view = (1, -1) + (1,) * (box.lo.ndim - 2)
-        box = Box(box.lo + np.reshape(bb.lo, view), box.hi + np.reshape(bb.hi, view)).widened()
+        box = add_with_rounding(box, Box(np.reshape(bb.lo, view), np.reshape(bb.hi, view)))
     return [checked(box)]
 
 
@@ -235,7 +236,7 @@ def gemm(node, ctx):
     if len(node.inputs) > 2 and node.inputs[2]:
         beta = float(node.attrs.get("beta", 1.0))
         c = mul_boxes(ctx.known_box(node, node.inputs[2]), Box.point(beta))
-        out = Box(out.lo + c.lo, out.hi + c.hi).widened()
+        out = add_with_rounding(out, c)
     return [checked(out)]
 
 
@@ -257,7 +258,7 @@ def batch_norm(node, ctx):
     scale = (gamma / np.sqrt(var + eps)).reshape(view)
     shift = (beta - mean * gamma / np.sqrt(var + eps)).reshape(view)
     out = mul_boxes(b, Box.point(scale))
-    return [checked(Box(out.lo + shift, out.hi + shift).widened(1e-12 * np.abs(shift)))]
+    return [checked(add_with_rounding(out, Box.point(shift)))]
 
 
 @interval("Softmax", "LogSoftmax")
