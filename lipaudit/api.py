@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from lipaudit.errors import UsageError
+from lipaudit.errors import DataError, UsageError
 from lipaudit.report.view import Report
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -24,7 +24,7 @@ def certify_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write certified accuracy against eps (.png, .svg or .pdf)."),
     min_certified_accuracy: Optional[List[str]] = typer.Option(None, "--min-certified-accuracy", help="Gate ACC@EPS, e.g. 0.6@0.1: exit 1 below it (repeatable)."),
     output: Optional[List[str]] = typer.Option(None, "--output", help="The logits output, when the model has several."),
-    input_range: Optional[str] = typer.Option(None, "--input-range", help="Certify on this input domain only (as lipaudit check); every sample must lie inside it."),
+    input_range: Optional[str] = typer.Option(None, "--input-range", help="A stated input domain (as lipaudit check); when L needs it, L holds there only and every sample must lie inside it."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="Network input shape, e.g. 1,3,32,32, for symbolic dimensions."),
     fmt: str = typer.Option("table", "--format", "-f", help="table (on stderr) or json (on stdout)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),

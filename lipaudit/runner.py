@@ -6,14 +6,13 @@ escapes as a traceback. Used by the CLI, and by ``--jobs`` worker processes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from lipaudit.errors import BaselineError, LipauditError, UsageError
+from lipaudit.errors import LipauditError, UsageError
 from lipaudit.budget import DEFAULT_MAX_MEMORY
 from lipaudit.findings import Finding
 from lipaudit.suppress import Suppressions

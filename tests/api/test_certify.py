@@ -201,6 +201,8 @@ def test_api_data_errors(setup):
     net, x, y, _, onnx_path, _, _ = setup
     with pytest.raises(lipaudit.DataError):
         lipaudit.certify(onnx_path, x, y[:10])
+    with pytest.raises(lipaudit.DataError, match="shape"):
+        lipaudit.certify(onnx_path, x.reshape(-1), y)
     with pytest.raises(lipaudit.UsageError):
         lipaudit.certify(onnx_path, x, y, eps=[float("nan")])
     with pytest.raises(lipaudit.UsageError, match="onnx"):

@@ -16,7 +16,6 @@ from tests.bruteforce import conv_input_shape, dense_norm, torch_conv
 
 
 def cli_tn(w: torch.Tensor, stride, dilation, groups, transpose=False) -> float:
-    d = w.dim() - 2
     spec = ConvSpec(w.detach().double().numpy(), stride=stride, dilation=dilation, groups=groups, transpose=transpose)
     return conv_bounds(spec, ("tn",))["tn"].value
 
