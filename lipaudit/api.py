@@ -199,6 +199,7 @@ def certify(
     seed: int = 0,
     jobs: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    trust_pickle: bool = False,
     timings: bool = True,
 ) -> Report:
     """Certified robustness of a classifier on data: clean accuracy, certified accuracy per eps, radii.
@@ -210,9 +211,10 @@ def certify(
     correctly and its radius exceeds ``eps``.
 
     Args:
-        model: an ``.onnx`` path, an ``onnx.ModelProto`` or a ``torch.nn.Module`` (exported to ONNX in
-            memory once; onnxruntime runs the exported graph, so the audited and the evaluated
-            model are the same). A module's ``input_shape`` defaults to ``(1, *x.shape[1:])``.
+        model: an ``.onnx`` path, an ``onnx.ModelProto``, a ``torch.nn.Module``, or a file with a graph that
+            ``lipaudit check`` exports to ONNX (``.pt2``; TorchScript with ``trust_pickle``). Anything not ONNX
+            is exported in memory once and onnxruntime runs that export, so the audited and the evaluated
+            model are the same. A module's ``input_shape`` defaults to ``(1, *x.shape[1:])``.
         x: inputs as the model takes them, shape ``(N, *sample_shape)``.
         y: integer labels, shape ``(N,)``.
         eps: l2 radii.
@@ -223,6 +225,7 @@ def certify(
         batch_size: samples per onnxruntime call (a model with a fixed batch size uses that).
         min_certified_accuracy: ``{eps: accuracy}`` gates; a failure gives ``verdict == "fail"`` and LIP020.
         progress: ``progress(stage, done, total)`` with stage ``"bounds"`` or ``"inference"``.
+        trust_pickle: allow TorchScript (code from the file runs), as ``--trust-pickle``.
 
     Returns:
         a :class:`Report` whose ``robustness`` holds the summary and the per-sample arrays
@@ -252,17 +255,16 @@ def certify(
     x_arr = np.asarray(x)
     if x_arr.ndim < 2:
         raise DataError(f"x has shape {tuple(x_arr.shape)}: expected (N, *input shape of one sample)")
-    label = None
+    label = None  # (path, format, sha256) shown for a model that is audited as its ONNX export
     if is_torch_module(model):
-        label = describe(model)
+        label = (describe(model), "torch-module", None)
         shape = _shape(input_shape) or (1, *x_arr.shape[1:])
-        source: Any = export_module(model, shape, label)
+        source: Any = export_module(model, shape, label[0])
         input_shape = None
+    elif isinstance(model, (str, os.PathLike)) and not os.fspath(model).lower().endswith(".onnx"):
+        source, label = _exported_graph(os.fspath(model), _shape(input_shape), trust_pickle)
     elif is_model_proto(model) or isinstance(model, (str, os.PathLike)):
         source = model
-        if isinstance(model, (str, os.PathLike)) and not os.fspath(model).lower().endswith(".onnx"):
-            raise UsageError(f"{os.fspath(model)}: certify runs .onnx files (or a ModelProto / torch.nn.Module); "
-                             "export other formats to ONNX first")
     else:
         raise UsageError(f"cannot certify a {type(model).__name__}: give an .onnx path, an onnx.ModelProto or a torch.nn.Module")
     opts = check_options(source, input_shape=input_shape, method=method, compare=(), outputs=outputs, until=None,
@@ -270,7 +272,7 @@ def certify(
     bounds_cb = (lambda done, total, name: progress("bounds", done, total)) if progress else None
     report = audit_report(source, opts, bounds_cb)
     if label is not None:
-        report["model"].update(path=label, format="torch-module")
+        report["model"].update(path=label[0], format=label[1], sha256=label[2])
     net = report["network"]
     if "certified" not in net:
         why = net.get("unavailable", {}).get("message", "no network certificate")
@@ -298,6 +300,18 @@ def certify(
     report["robustness"] = section
     _gate_accuracy(report, section, gates)
     return Report(report, samples)
+
+
+def _exported_graph(path: str, input_shape, trust_pickle: bool):
+    """A torch file's graph as the ONNX ModelProto the loader exported, and the file's label."""
+    from lipaudit.loaders import LoadOptions, load_model, sha256
+
+    loaded = load_model(path, LoadOptions(input_shape=input_shape, trust_pickle=bool(trust_pickle)))
+    proto = getattr(loaded, "onnx_model", None)
+    if loaded.graph is None or proto is None:
+        raise UsageError(f"{path}: holds weights without a graph; certify needs the network "
+                         "(ONNX, .pt2, TorchScript, or a torch.nn.Module)")
+    return proto, (path, loaded.format, sha256(path))
 
 
 def _gate_accuracy(report: dict, section: dict, gates: Mapping[float, float]) -> None:

@@ -17,7 +17,7 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def certify_command(
-    model: Path = typer.Argument(..., help="The classifier: an .onnx file."),
+    model: Path = typer.Argument(..., help="The classifier: .onnx, or .pt2 / TorchScript (exported to ONNX in memory)."),
     data: Path = typer.Option(..., "--data", help=".npz with arrays x (inputs as the model takes them) and y (integer labels)."),
     eps: str = typer.Option("0.05,0.1,0.2", "--eps", help="l2 radii, comma-separated."),
     batch_size: int = typer.Option(256, "--batch-size", help="Samples per onnxruntime call (a fixed-batch model uses its own)."),
@@ -29,6 +29,7 @@ def certify_command(
     fmt: str = typer.Option("table", "--format", "-f", help="table (on stderr) or json (on stdout)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the JSON report to this file."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random starts."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow TorchScript files (runs code from the file!)."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Threads (0: one per core)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the verdict line."),
     no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON."),
@@ -81,7 +82,7 @@ def _run(kw, console) -> int:
     run = lambda progress: lipaudit.certify(  # noqa: E731
         str(kw["model"]), x, y, eps=eps, input_shape=_parse_shape(kw["input_shape"]) if kw["input_shape"] else None,
         outputs=kw["output"] or (), input_range=kw["input_range"], batch_size=kw["batch_size"], min_certified_accuracy=gates, seed=kw["seed"],
-        jobs=kw["jobs"], progress=progress, timings=not kw["no_timings"])
+        jobs=kw["jobs"], progress=progress, trust_pickle=kw["trust_pickle"], timings=not kw["no_timings"])
     report = _with_progress(run, console) if interactive else run(None)
     report_dict = report.to_dict()
     report_dict["robustness"]["data"] = {"path": str(kw["data"]), "sha256": _sha256(str(kw["data"]))}

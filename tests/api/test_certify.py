@@ -264,3 +264,21 @@ def test_certify_report_repr_html(setup):
     r = lipaudit.certify(net, x[:50], y[:50], eps=[0.01, 0.05])
     page = r._repr_html_()
     assert "certified robustness" in page and f"{r.robustness.at(0.01):.4f}" in page
+
+
+def test_certify_pt2_runs_its_onnx_export(tmp_path):
+    """A .pt2 archive is certified through the ONNX graph lipaudit exports from it (no other runtime)."""
+    from tests.conftest import SAMPLES
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 8, 8), dtype=np.float32)
+    y = np.arange(40) % 10
+    from_pt2 = lipaudit.certify(str(SAMPLES / "digits_cnn_bn.pt2"), x, y, eps=[0.001])
+    from_onnx = lipaudit.certify(str(SAMPLES / "digits_cnn_bn.onnx"), x, y, eps=[0.001])
+    assert from_pt2.model["format"] == "pt2" and from_pt2.model["path"].endswith("digits_cnn_bn.pt2")
+    assert from_pt2.model["sha256"] == lipaudit.loaders.sha256(str(SAMPLES / "digits_cnn_bn.pt2"))
+    np.testing.assert_array_equal(from_pt2.robustness.predictions, from_onnx.robustness.predictions)
+    assert from_pt2.robustness.clean_accuracy == from_onnx.robustness.clean_accuracy
+    assert from_pt2.robustness.lipschitz["kind"] in ("upper", "exact")
+    with pytest.raises(lipaudit.UsageError, match="without a graph"):
+        lipaudit.certify(str(SAMPLES / "digits_cnn_bn.pt"), x, y)
