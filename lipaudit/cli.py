@@ -134,7 +134,12 @@ def _parse_strides(items: list[str], label: str = "--stride") -> dict[str, tuple
             out[pattern or "*"] = tuple(int(v) for v in value.split(","))
         except ValueError:
             raise UsageError(f"{label} {item!r}: expected PATTERN=S or PATTERN=SH,SW") from None
+        if not all(1 <= v <= MAX_STRIDE for v in out[pattern or "*"]):
+            raise UsageError(f"{label} {item!r}: strides must be between 1 and {MAX_STRIDE}")
     return out
+
+
+MAX_STRIDE = 64  # above any stride a CNN uses (patchify stems use 4-32); the polyphase cost grows with its square
 
 
 def _err_console():
@@ -165,7 +170,7 @@ def check(
     output: Optional[List[str]] = typer.Option(None, "--output", help="Certify the map to this value (graph output or any tensor name) only; repeatable."),
     until: Optional[str] = typer.Option(None, "--until", help="Certify the map to this node's output."),
     input_range: Optional[str] = typer.Option(None, "--input-range", help="Certify on this input domain only: LO,HI (e.g. -3,3), one LO,HI pair per channel separated by ';', or 'imagenet' (pixels in [0,1], normalised). Products of input-dependent tensors (gates, attention) are then certified, and the network number holds on the domain only."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random starts (default 0); same seed, same numbers."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random starts (default 0); same seed, same numbers."),
     iters: Optional[int] = typer.Option(None, "--iters", help="Iteration cap of HOPM and power iteration."),
     tol: Optional[float] = typer.Option(None, "--tol", help="Relative convergence tolerance of the iterative methods."),
     device: Device = typer.Option("auto", "--device", help="cpu or cuda for the exact-norm power iteration (default auto: cuda when available)."),
@@ -201,7 +206,7 @@ def _check(**kw) -> int:
     from lipaudit.baseline import check_threshold
     from lipaudit.budget import DEFAULT_MAX_MEMORY, parse_size
     from lipaudit.runner import EXIT, CheckOptions
-    from lipaudit.safe_io import check_output_path
+    from lipaudit.safe_io import check_distinct_paths, check_output_path
     from lipaudit.suppress import Suppressions, parse_codes
 
     console = _err_console()
@@ -263,6 +268,8 @@ def _check(**kw) -> int:
         for flag, key in (("--json", "json_path"), ("--html", "html_path")):
             if kw[key]:
                 check_output_path(kw[key], flag)
+        check_distinct_paths([("--json", str(kw["json_path"] or "")), ("--html", str(kw["html_path"] or ""))],
+                             [str(m) for m in kw["models"]] + ([str(kw["baseline"])] if kw["baseline"] else []))
     except LipauditError as exc:
         _error(console, str(exc))
         return 2

@@ -120,6 +120,7 @@ def load_npz(path: str):
     with open(path, "rb") as fh:
         if fh.read(4) != b"PK\x03\x04":
             raise DataError(f"--data {path}: not a readable .npz file (not a zip archive); save with numpy.savez")
+    _check_declared_size(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             names = list(data.files)
@@ -135,6 +136,42 @@ def load_npz(path: str):
         raise DataError(f"--data {path}: not a readable .npz file ({first_line(exc)})") from None
     except Exception as exc:
         raise DataError(f"--data {path}: not a readable .npz file ({first_line(exc)})") from None
+
+
+def _check_declared_size(path: str, budget: int | None = None) -> None:
+    """Refuse an .npz whose arrays declare more bytes than the memory budget, before any is decompressed.
+
+    A few kilobytes of compressed zeros can declare gigabytes; the .npy headers say how many.
+    """
+    import zipfile
+
+    import numpy as np
+
+    from lipaudit.budget import DEFAULT_MAX_MEMORY
+    from lipaudit.errors import DataError, first_line
+
+    budget = DEFAULT_MAX_MEMORY if budget is None else budget
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename not in ("x.npy", "y.npy"):
+                    continue
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                              (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if reader is None:
+                        raise DataError(f"--data {path}: {info.filename} has an unknown .npy version {version}")
+                    shape, _, dtype = reader(member)
+                    total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"--data {path}: not a readable .npz file ({first_line(exc)})") from None
+    if total > budget:
+        raise DataError(f"--data {path}: its arrays declare {total / 1e9:.1f} GB, above the {budget / 1e9:.0f} GB "
+                        f"memory budget; certify a smaller sample")
 
 
 def render(report: dict, color: bool = False, width: int = 100) -> str:

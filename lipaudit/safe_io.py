@@ -120,6 +120,21 @@ def check_output_path(path: str | os.PathLike, flag: str) -> None:
     # a link (dangling or to a regular file) is replaced by os.replace, never written through
 
 
+def check_distinct_paths(outputs: list[tuple[str, str]], inputs: list[str]) -> None:
+    """No two outputs share a file, and no output overwrites an input (the model, a baseline, data)."""
+    seen: dict[str, str] = {}
+    read = {os.path.realpath(p) for p in inputs if p}
+    for flag, path in outputs:
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        if real in read:
+            raise UsageError(f"{flag} {path}: is also an input of this run; it would be overwritten")
+        if real in seen:
+            raise UsageError(f"{flag} {path}: is also the {seen[real]} file; give each output its own path")
+        seen[real] = flag
+
+
 class StagedWrites:
     """Write several outputs all-or-nothing: each to a temporary file beside its target, then replace all.
 

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from lipaudit.report.table import fmt
+from lipaudit.safe_io import clean_text
 
 GATE_CODES = {"max-lipschitz": ("LIP001",), "max-layer-norm": ("LIP002",), "baseline": ("LIP003",),
               "soundness": ("LIP005",)}
@@ -21,7 +22,9 @@ _BAD_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _x(text: Any) -> str:
-    return _BAD_XML.sub("", str(text))
+    # one printable line, control characters escaped as everywhere else: a raw newline from a node name
+    # would otherwise start a forged line (e.g. a CI annotation) in a log that prints the XML
+    return _BAD_XML.sub("", clean_text(text))
 
 
 def _gates(report: dict[str, Any]) -> list[tuple[str, str]]:
@@ -60,7 +63,7 @@ def _suite(root, report: dict[str, Any]) -> tuple[int, int, int, int]:
     if error or others:
         first = others[0] if others else {"code": "LIP104", "message": "the audit could not decide"}
         node = ET.SubElement(case, "error" if error else "failure", type=first["code"], message=_x(first["message"]))
-        node.text = _x("\n".join(f"{f['code']} {f['name']}: {f['message']}" for f in others))
+        node.text = "\n".join(_x(f"{f['code']} {f['name']}: {f['message']}") for f in others)
         errors += error
         failures += not error
     for name, key in _gates(report):
@@ -73,12 +76,12 @@ def _suite(root, report: dict[str, Any]) -> tuple[int, int, int, int]:
         hits = [f for f in counted if f["code"] in GATE_CODES[key]]
         if hits:
             node = ET.SubElement(case, "failure", type=hits[0]["code"], message=_x(hits[0]["message"]))
-            node.text = _x("\n".join(f"{f['code']} {f['name']}: {f['message']}" for f in hits))
+            node.text = "\n".join(_x(f"{f['code']} {f['name']}: {f['message']}") for f in hits)
             failures += 1
         mine = [f for f in waived if f["code"] in GATE_CODES[key]]
         if mine:
             out = ET.SubElement(case, "system-out")
-            out.text = _x("\n".join(f"waived {f['code']} at {f.get('node', '-')}: {f.get('reason', '')}" for f in mine))
+            out.text = "\n".join(_x(f"waived {f['code']} at {f.get('node', '-')}: {f.get('reason', '')}") for f in mine)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))

@@ -192,3 +192,42 @@ def test_onnxruntime_logs_never_reach_stderr(tmp_path):
     res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.onnx")], capture_output=True, text=True,
                          env=ENV, timeout=60)
     assert res.returncode == 0 and res.stderr == "", res.stderr
+
+
+def test_outputs_never_overwrite_an_input_or_each_other(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copy(SAMPLE, tmp_path / "m.onnx")
+    before = (tmp_path / "m.onnx").read_bytes()
+    res = invoke(tmp_path, monkeypatch, "check", "m.onnx", "--json", "m.onnx")
+    assert "input" in res.stderr and (tmp_path / "m.onnx").read_bytes() == before
+    res = invoke(tmp_path, monkeypatch, "check", "m.onnx", "--json", "same.out", "--html", "same.out")
+    assert "own path" in res.stderr and not (tmp_path / "same.out").exists()
+
+
+@pytest.mark.parametrize("stride", ["*=0", "*=-1", "*=3000"])
+def test_absurd_strides_are_usage_errors(tmp_path, monkeypatch, stride):
+    res = invoke(tmp_path, monkeypatch, "check", SAMPLE, "--stride", stride)
+    assert "stride" in res.stderr.lower() and "internal" not in res.stderr
+
+
+def test_negative_seed_is_a_usage_error(tmp_path):
+    res = hostile_run(tmp_path, "check", SAMPLE, "--seed", "-1", lines=1)
+    assert "seed" in res.stderr
+
+
+def test_data_declaring_gigabytes_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 3, 64, 64)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", b"\x93NUMPY" + header.getvalue()[6:] + b"\0" * 1024)
+        buf = io.BytesIO()
+        np.save(buf, np.zeros(3, dtype=np.int64))
+        archive.writestr("y.npy", buf.getvalue())
+    res = invoke(tmp_path, monkeypatch, "certify", SAMPLE, "--data", "bomb.npz", "--eps", "0.1")
+    assert "GB" in res.stderr and "budget" in res.stderr
