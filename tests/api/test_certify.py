@@ -205,8 +205,8 @@ def test_api_data_errors(setup):
         lipaudit.certify(onnx_path, x.reshape(-1), y)
     with pytest.raises(lipaudit.UsageError):
         lipaudit.certify(onnx_path, x, y, eps=[float("nan")])
-    with pytest.raises(lipaudit.UsageError, match="onnx"):
-        lipaudit.certify("model.pt2", x, y)
+    with pytest.raises(lipaudit.ModelLoadError, match="no such file"):
+        lipaudit.certify("missing.pt2", x, y)
 
 
 class GatedNet(torch.nn.Module):
