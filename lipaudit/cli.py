@@ -76,6 +76,8 @@ def _root(
     """Settings of ``[tool.lipaudit]`` become the check command's defaults (click's default_map)."""
     if ctx.invoked_subcommand != "check" or ctx.resilient_parsing:
         return
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # help never depends on a valid config file
+        return
     from lipaudit.config import default_map, load_config
     from lipaudit.errors import LipauditError
     from lipaudit.suppress import parse_waivers

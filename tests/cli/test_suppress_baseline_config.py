@@ -212,6 +212,9 @@ def test_config_errors_through_the_real_entry_point(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr and "[red]abc" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+    helptext = subprocess.run([sys.executable, "-m", "lipaudit", "check", "--help"], capture_output=True, text=True,
+                              cwd=tmp_path)  # help never depends on a valid config
+    assert helptext.returncode == 0 and "--max-lipschitz" in helptext.stdout
 
 
 def test_a_waiver_that_matches_nothing_is_reported():
