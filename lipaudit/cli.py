@@ -400,6 +400,7 @@ def _emit(reports, fmt, kw, console) -> bool:
     into place: a run that cannot write its stdout/stderr (exit 2) leaves no report saying pass.
     """
     from lipaudit.report.json_report import dumps
+    from lipaudit.runner import EXIT
     from lipaudit.safe_io import OutputError, StagedWrites
 
     color = console.is_terminal and not os.environ.get("NO_COLOR") or bool(os.environ.get("FORCE_COLOR"))
@@ -407,7 +408,10 @@ def _emit(reports, fmt, kw, console) -> bool:
         color = False
     # the terminal's width (COLUMNS when set, as for any CLI); a log or pipe gets a wide table
     width = console.width if console.is_terminal or os.environ.get("COLUMNS") else 200
-    payload = dumps(reports[0]) if len(reports) == 1 else dumps({"reports": reports})
+    # several models: the overall verdict is the worst one (the exit code's), so a reader never takes a pass
+    # from the first report when another failed
+    worst = max((r["verdict"] for r in reports), key=lambda v: EXIT[v])
+    payload = dumps(reports[0]) if len(reports) == 1 else dumps({"verdict": worst, "reports": reports})
     with StagedWrites() as staged:
         try:
             if kw["json_path"]:

@@ -202,6 +202,9 @@ def test_several_models_one_row_each():
     res = run("check", *models, "--format", "json")
     reports = json.loads(res.stdout)["reports"]
     assert [r["model"]["path"] for r in reports] == models
+    res = run("check", models[0], "--max-lipschitz", "1e-9", models[1], "--format", "json")
+    both = json.loads(res.stdout)
+    assert both["verdict"] == "fail" and res.exit_code == 1  # the worst verdict, whichever report comes first
     for r in reports:
         validate(r)
 
