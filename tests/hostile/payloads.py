@@ -157,7 +157,6 @@ BAD_UTF8_MARK = b"BADUTF8NAMEXXXX"  # replaced by invalid UTF-8 of the same leng
 def named_onnx(tmp_path: Path, name: str, unsupported: bool = False, bad_utf8: bool = False) -> Path:
     """Conv -> Relu (or an unsupported Exp) whose node and output names are ``name``."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if bad_utf8:
