@@ -107,7 +107,7 @@ def _check_program(path: str, rel: str, program: dict[str, Any]) -> None:
         # torch turns graphs back into Python source (FX codegen) with stack traces in comments:
         # a carriage return there would end the comment and start code
         for text in (key, value):
-            if isinstance(text, str) and _CONTROL.search(text):
+            if isinstance(text, str) and (_CONTROL.search(text) or ("\n" in text and key != "stack_trace")):
                 raise _unsafe(path, f"{rel} holds control characters in {str(key)[:40]!r}")
     if program.get("guards_code"):
         raise _unsafe(path, f"{rel} carries guards_code (Python source)")

@@ -84,6 +84,8 @@ EDITS = {
     "guards_code": lambda p: p.__setitem__("guards_code", ["__import__('os').system('true')"]),
     "carriage_return_in_stack_trace": lambda p: p["graph_module"]["graph"]["nodes"][0]["metadata"].__setitem__(
         "stack_trace", 'File "x.py", line 1, in f\n    y = 1\rimport os; os.system("true")'),
+    "newline_in_module_stack": lambda p: p["graph_module"]["graph"]["nodes"][0]["metadata"].__setitem__(
+        "nn_module_stack", "a,b,torch.nn.Conv2d\nimport os"),
     "sympy_eval": lambda p: p["range_constraints"].__setitem__("__import__('os').system('true')", {"min_val": 1, "max_val": 2}),
 }
 
