@@ -199,7 +199,7 @@ def stack_cholesky_bounds(mats: np.ndarray, rtol: float, floor: float = 0.0, pow
     dtype = np.complex128 if np.iscomplexobj(mats) else np.float64
     R = np.asarray(mats, dtype=dtype)
     b, m, n = R.shape
-    Rh = np.conj(np.swapaxes(R, 1, 2))
+    Rh = np.swapaxes(np.conj(R), 1, 2) if np.iscomplexobj(R) else np.swapaxes(R, 1, 2)  # a view BLAS reads transposed
     A = Rh @ R if n <= m else R @ Rh  # (b, k, k)
     inner = max(m, n)
     flat = R.reshape(b, -1)

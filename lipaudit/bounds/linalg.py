@@ -25,7 +25,7 @@ def singular_brackets(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = mats.reshape((-1, m, n))
     dtype = np.complex128 if np.iscomplexobj(flat) else np.float64
     k = min(m, n)
-    per = max(1, _CHUNK_BYTES // (k * k * np.dtype(dtype).itemsize))
+    per = max(1, _CHUNK_BYTES // (max(m * n, k * k) * np.dtype(dtype).itemsize))
     lower = np.empty(flat.shape[0])
     upper = np.empty(flat.shape[0])
     for start in range(0, flat.shape[0], per):
@@ -100,8 +100,8 @@ def stack_max_singular(mats: np.ndarray, rtol: float = 1e-6) -> float:
     if min(m, n) < _SHARED_SHIFT_DIM:
         return float(max_singular_values(flat).max())
     dtype = np.complex128 if np.iscomplexobj(flat) else np.float64
-    k = min(m, n)
-    per = max(1, _CHUNK_BYTES // (k * k * np.dtype(dtype).itemsize))
+    # a chunk's matrices, their conjugate copy and Gram matrices stay within a few _CHUNK_BYTES
+    per = max(1, _CHUNK_BYTES // (max(m * n, min(m, n) ** 2) * np.dtype(dtype).itemsize))
     best = 0.0
     for start in range(0, flat.shape[0], per):
         best = max(best, stack_cholesky_bounds(flat[start : start + per], rtol, floor=best))
