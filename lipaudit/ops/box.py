@@ -122,6 +122,9 @@ def checked(box: Box, shape=None) -> Box:
 
 def evaluate(node, ctx, feeds: dict[str, np.ndarray], outputs=None) -> list[np.ndarray]:
     """Run ``node`` on ``feeds`` (its inputs by name) in float64, at the model's opset (ONNX semantics)."""
+    fast = _fast_pool(node, ctx, feeds, outputs)
+    if fast is not None:
+        return fast
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
@@ -138,6 +141,53 @@ def evaluate(node, ctx, feeds: dict[str, np.ndarray], outputs=None) -> list[np.n
     except Exception as exc:
         raise NoInterval(f"onnx's reference evaluator failed on the bounds ({type(exc).__name__}: {str(exc)[:100]})") from None
     return [np.asarray(r) for r in results]
+
+
+def _fast_pool(node, ctx, feeds, outputs):
+    """2-D MaxPool/AveragePool (floor mode) by torch in float64, with ONNX's padding and divisor; else None.
+
+    The divisor of AveragePool without ``count_include_pad`` is the number of real entries in each window,
+    counted by pooling a padded tensor of ones. Any other case runs onnx's reference operator.
+    """
+    if node.op not in ("MaxPool", "AveragePool") or len(node.inputs) != 1:
+        return None
+    wanted = [o for o in (outputs or node.outputs) if o]
+    if wanted != [node.outputs[0]] or node.attrs.get("ceil_mode", 0) or node.attrs.get("storage_order", 0) \
+            or node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None  # SAME padding conventions differ between the specification and runtimes: the reference decides
+    x = np.asarray(feeds[node.inputs[0]], dtype=np.float64)
+    k = [int(v) for v in node.attrs.get("kernel_shape", [])]
+    if x.ndim != 4 or len(k) != 2:
+        return None
+    s = [int(v) for v in node.attrs.get("strides", [1, 1])]
+    dil = [int(v) for v in node.attrs.get("dilations", [1, 1])]
+    from lipaudit.ops.attrs import resolve_pads
+
+    pads = resolve_pads(node.attrs, list(x.shape[2:]), k, s, dil)
+    if any(p < 0 for p in pads):
+        return None
+    import torch
+    import torch.nn.functional as F
+
+    torch_pads = [pads[1], pads[3], pads[0], pads[2]]
+    t = torch.tensor(x)
+    with torch.no_grad():
+        if node.op == "MaxPool":
+            y = F.max_pool2d(F.pad(t, torch_pads, value=-np.inf), k, s, dilation=dil)
+        else:
+            if dil != [1, 1]:
+                return None
+            sums = F.avg_pool2d(F.pad(t, torch_pads), k, s) * (k[0] * k[1])
+            if node.attrs.get("count_include_pad", 0):
+                y = sums / (k[0] * k[1])
+            else:
+                ones = F.pad(torch.ones((1, 1) + x.shape[2:], dtype=torch.float64), torch_pads)
+                y = sums / (F.avg_pool2d(ones, k, s) * (k[0] * k[1]))
+    y = y.numpy()
+    expected = ctx.graph.shapes.get(node.outputs[0])
+    if expected is None or tuple(y.shape) != tuple(expected):
+        return None
+    return [y]
 
 
 def _feed_const(c) -> np.ndarray:
@@ -223,10 +273,66 @@ def affine(node, ctx, data: str, weights: dict[str, np.ndarray], drop: tuple[str
                    for n in names if n not in drop}
     stripped = _without(node, drop)
     out = node.outputs[:1]
-    center = evaluate(stripped, ctx, center_feed, out)[0]
-    radius = evaluate(stripped, ctx, radius_feed, out)[0]
+    run = _torch_conv(stripped, ctx) or (lambda feed: evaluate(stripped, ctx, feed, out)[0])
+    center = run(center_feed)
+    radius = run(radius_feed)
     # the radius's own rounding, and that of center +- radius, are covered by ROUNDING x radius
     return Box(center - radius, center + radius).widened(ROUNDING * (np.abs(center) + radius))
+
+
+def _torch_conv(node, ctx):
+    """A fast float64 Conv (numpy, one matrix product per kernel tap) with ONNX's padding conventions, for
+    interval bounds; None to use onnx's reference.
+
+    The result is the same sum of products in another order: the rounding allowance (``ROUNDING``) covers it.
+    """
+    if node.op != "Conv" or len([i for i in node.inputs if i]) != 2 or node.attrs.keys() - {
+            "auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"} \
+            or node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        return None  # SAME padding: the reference decides (conventions differ with dilations)
+    x, w = node.inputs[0], node.inputs[1]
+    shape = ctx.graph.shapes.get(x)
+    weight = ctx.const(w)
+    if shape is None or weight is None or weight.ndim not in (3, 4, 5) or len(shape) != weight.ndim:
+        return None
+    from lipaudit.ops.attrs import resolve_pads
+
+    d = weight.ndim - 2
+    k = list(weight.shape[2:])
+    s = [int(v) for v in node.attrs.get("strides", [1] * d)]
+    dil = [int(v) for v in node.attrs.get("dilations", [1] * d)]
+    pads = resolve_pads(node.attrs, list(shape[2:]), k, s, dil)
+    if any(p < 0 for p in pads):
+        return None
+    groups = int(node.attrs.get("group", 1))
+    expected = ctx.graph.shapes.get(node.outputs[0])
+
+    def run(feed):
+        y = _conv_numpy(np.asarray(feed[x], dtype=np.float64), np.asarray(feed[w], dtype=np.float64), s, dil, pads,
+                        groups)
+        if expected is not None and tuple(y.shape) != tuple(expected):
+            raise NoInterval(f"internal: conv bounds of shape {list(y.shape)}, the model says {list(expected)}")
+        return y
+
+    return run
+
+
+def _conv_numpy(x, w, s, dil, pads, groups) -> np.ndarray:
+    """ONNX Conv without bias in float64: zero-pad, then for every kernel tap add W[:, :, tap] @ x[shifted, strided]."""
+    d = w.ndim - 2
+    x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + d]) for i in range(d)])
+    n, c = x.shape[:2]
+    co, cg = w.shape[:2]
+    k = w.shape[2:]
+    out = [(x.shape[2 + i] - dil[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(d)]
+    xg = x.reshape((n, groups, cg) + x.shape[2:])
+    wg = w.reshape((groups, co // groups, cg) + tuple(k))
+    y = np.zeros((n, groups, co // groups) + tuple(out))
+    for tap in np.ndindex(*k):
+        window = tuple(slice(tap[i] * dil[i], tap[i] * dil[i] + (out[i] - 1) * s[i] + 1, s[i]) for i in range(d))
+        patch = xg[(slice(None), slice(None), slice(None)) + window]  # (n, groups, cg, *out)
+        y += np.einsum("goc,ngc...->ngo...", wg[(slice(None), slice(None), slice(None)) + tap], patch, optimize=True)
+    return y.reshape((n, co) + tuple(out))
 
 
 def _without(node, drop):
