@@ -77,7 +77,7 @@ def table(rows: list[dict]) -> str:
     notes = "".join(f"- {r['model']}: {r['note']}\n" for r in rows if r["note"])
     machine = (f"Measured by `python benchmarks/certificate.py` on {platform.machine()} with {os.cpu_count()} cores "
                f"(shared with other jobs while measured: times are indicative), Python {platform.python_version()}, "
-               f"torch {torch.__version__}, default settings (`--method certified`, expansion budget 20 GMAC, "
+               f"torch {torch.__version__}, default settings (`--method certified`, expansion budget 5 GMAC, "
                f"attained search 4 restarts x 12 steps, seed 0).\n\n")
     return machine + head + body + ("\n" + notes if notes else "")
 

@@ -195,7 +195,7 @@ def check(
     stride: Optional[List[str]] = typer.Option(None, "--stride", help="State dicts: stride per layer name pattern, e.g. 'layer*.conv1=2' (repeatable)."),
     no_timings: bool = typer.Option(False, "--no-timings", help="Write 0 for every time in the JSON (byte-identical reports)."),
     attained: Optional[bool] = typer.Option(None, "--attained/--no-attained", help="Search a verified lower bound (network.attained) by gradient ascent on the Jacobian norm (default: on with --method certified)."),
-    expansion_budget: Optional[float] = typer.Option(None, "--expansion-budget", help="Work cap (GMAC) of the expansion certificate in --method certified (default 20; 0: product rule only)."),
+    expansion_budget: Optional[float] = typer.Option(None, "--expansion-budget", help="Work cap (GMAC) of the expansion certificate in --method certified (default 5; 0: product rule only)."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Memory budget, e.g. 8GB (default 4GB): work estimated above it is refused before it starts."),
 ):
     """Audit model file(s): per-layer bounds, network certificate, gates."""

@@ -66,7 +66,7 @@ class AuditSettings:
     @property
     def expansion_budget(self) -> float:
         if self.expansion is None:
-            return 20.0 if self.method == "certified" else 0.0
+            return 5.0 if self.method == "certified" else 0.0
         return max(float(self.expansion), 0.0)
 
     def __post_init__(self):

@@ -55,14 +55,14 @@ class ExpansionSettings:
     """How much work the expansion may do.
 
     Attributes:
-        budget: complex multiply-adds (in units of 1e9) over all segment sweeps; once spent,
-            every later sweep stops at the first activation it meets (product rule beyond).
+        budget: complex multiply-adds (in units of 1e9) over all segment sweeps (symbols, products,
+            norms); the sweep that would pass it and every later one fall back to the product.
         max_phases: largest polyphase blow-up (product of stride ratios) a sweep goes through.
         max_rows: largest non-spatial value measured by its rows (larger ones use the product).
         max_bytes: largest array one sweep may hold (per-frequency matrices of a value or a symbol).
     """
 
-    budget: float = 20.0
+    budget: float = 5.0
     max_phases: int = 16
     max_rows: int = 4096
     max_bytes: int = 256 * 2**20  # largest array of a sweep; a target needing more uses the product
@@ -205,6 +205,9 @@ class _Sweeper:
     def bound(self, t: str, pos: int) -> None:
         if t in self.A:
             return
+        if self.exhausted:
+            self._fallback(t)
+            return
         val = self.ir.vals[t]
         if val.spatial:
             self.mode = "torus"
@@ -244,6 +247,13 @@ class _Sweeper:
         if int(np.prod(shape)) * 16 > self.settings.max_bytes:
             raise _Unsupported("too large")
 
+    def _spend(self, cost: float) -> None:
+        """Count work before doing it; past the budget the current sweep falls back to the product."""
+        self.work += float(cost)
+        if self.work > self.settings.budget * 1e9:
+            self.exhausted = True
+            raise _Unsupported("budget")
+
     def _sweep(self, adj: dict, pos: int) -> float:
         ir = self.ir
         terms = 0.0
@@ -261,7 +271,7 @@ class _Sweeper:
                 period, q_out = self._ref(op.output)
                 x = self._conv_symbol(op, q_out, period)
                 self._check_size(a.shape[0], a.shape[1], x.shape[2])
-                self.work += a.shape[0] * a.shape[1] * x.shape[1] * x.shape[2]
+                self._spend(a.shape[0] * a.shape[1] * x.shape[1] * x.shape[2])
                 self._add(adj, u, "freq", a @ x)
             elif kind == "scale":
                 self._add(adj, op.inputs[0], form, a * self._cols(op.output, op.params["scale"], form))
@@ -273,8 +283,8 @@ class _Sweeper:
             elif kind == "gemm":
                 w = op.params["weight"]
                 r = a.shape[0]
+                self._spend(a.size * w.shape[1])
                 out = (a.reshape(r, -1, w.shape[0]) @ w).reshape(r, -1)
-                self.work += out.size * w.shape[0]
                 self._add(adj, op.inputs[0], "flat", out)
             elif kind == "reshape":
                 self._add(adj, op.inputs[0], "flat", a)
@@ -318,8 +328,6 @@ class _Sweeper:
         c, r = (np.asarray(hi) + np.asarray(lo)) / 2, (np.asarray(hi) - np.asarray(lo)) / 2
         term = self._norm(form, a, y, self._cols(y, r, form)) * a_z if np.any(r) else 0.0
         self._add(adj, z, form, a * self._cols(y, c, form))
-        if self.work > self.settings.budget * 1e9:
-            self.exhausted = True
         return term
 
     def _concat(self, op, form, a, adj) -> None:
@@ -378,6 +386,8 @@ class _Sweeper:
         if not val.spatial:
             raise _Unsupported(u)
         period, q = self._ref(u)
+        self._check_size(a.shape[0], val.channels * int(np.prod(q)), int(np.prod(period)))
+        self._spend(a.shape[0] * val.channels * int(np.prod(q)) * int(np.prod(period)) * 8)
         rows = a.reshape((a.shape[0], val.channels) + val.grid)
         return "freq", grid_rows_to_symbol(rows, val.grid, q, period)
 
@@ -386,7 +396,10 @@ class _Sweeper:
         if key not in self._symbols:
             p = op.params
             qo, qi = int(np.prod(q_out)), int(np.prod(q_out)) * int(np.prod(p["stride"]))
-            self._check_size(self._grid(period)[0].shape[0], p["weight"].shape[0] * qo, p["weight"].shape[1] * qi)
+            f = self._grid(period)[0].shape[0]
+            self._check_size(f, p["weight"].shape[0] * qo, p["weight"].shape[1] * qi)
+            taps = int(np.prod(p["weight"].shape[2:])) * qo
+            self._spend(f * min(taps, f) * p["weight"].shape[0] * qo * p["weight"].shape[1] * qi)
             offsets, mats = coarse_conv_taps(p["weight"], p["stride"], p["dilation"], p["pads_begin"], q_out)
             self._symbols[key] = symbol(offsets, mats, self._grid(period)[0])
         return self._symbols[key]
@@ -395,7 +408,7 @@ class _Sweeper:
         """Guaranteed bound on the norm of the segment whose adjoint is ``a`` (columns scaled by ``cols``)."""
         if cols is not None:
             a = a * cols
-        self.work += a.size * min(a.shape[-1], a.shape[-2])
+        self._spend(a.size * min(a.shape[-1], a.shape[-2]))
         if form == "flat":
             if a.size == 0:
                 return 0.0
