@@ -39,6 +39,10 @@ name, size, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 kwargs = {"image_size": size} if name.startswith("vit") else {}
 model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
+with torch.no_grad():  # torchvision zero-initialises some heads (ViT): the network would be constant
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.02)
 with torch.no_grad():
     torch.onnx.export(model, (torch.randn(1, 3, size, size),), path, dynamo=True, external_data=False, verbose=False)
 print(torch.__version__, torchvision.__version__)
@@ -108,8 +112,12 @@ def render(rows: dict, size: int, versions: str, machine: str) -> str:
             "refused: " + ", ".join(g["refused_ops"])
         if g["eps_layers"]:
             no_domain += f"; {g['eps_layers']} eps-based norm factor(s) (LIP014)"
-        on_domain = _fmt(d["certified"]) + f" ({d['kind']}, valid on {d['valid_on']})" if d["certified"] is not None \
-            else "refused: " + ", ".join(d["refused_ops"]) + (f" — {d['first_reason']}" if d["first_reason"] else "")
+        if d["certified"] is None:
+            on_domain = "refused: " + ", ".join(d["refused_ops"]) + (f" — {d['first_reason']}" if d["first_reason"] else "")
+        elif d["valid_on"] is None:
+            on_domain = _fmt(d["certified"]) + f" ({d['kind']}; global: no factor needed the domain)"
+        else:
+            on_domain = _fmt(d["certified"]) + f" ({d['kind']}, valid on {d['valid_on']})"
         times = f"{g['time_s']:.1f} s / {d['time_s']:.1f} s"
         lines.append(f"| {name} | {layers} | {no_domain} | {on_domain} | {times} |")
     lines += [
@@ -122,7 +130,11 @@ def render(rows: dict, size: int, versions: str, machine: str) -> str:
         "  squeeze-excite gates and attention). Normalisation layers have a global constant through their eps,",
         "  `||diag(gamma) P|| / sqrt(eps)` (exact: attained at inputs constant on a group); with eps = 1e-6 it is",
         "  1000 x max|gamma| per layer, so the certificate is sound but large (finding LIP014 gives each factor).",
-        "- *on `--input-range -3,3`*: a bound for inputs in that box only (`valid_on`), never a global constant.",
+        "- *on `--input-range -3,3`*: a bound for inputs in that box only (`valid_on`), never a global constant;",
+        "  `inf` means every factor was certified on the box but the interval bounds grew without limit on the way",
+        "  (a sound, vacuous bound).",
+        "- Linear layers that torchvision initialises to zero (ViT's head) get N(0, 0.02) weights before the",
+        "  export, so that no network is constant.",
         "",
         "Targets (issue 14): every CNN gets per-layer values and a certificate on `--input-range -3,3`; ConvNeXt",
         "gets one without a range; each audit under 60 s at 64x64.",

@@ -91,8 +91,18 @@ def strip_scale(ctx, value: str) -> tuple[float, str]:
 
 # -- polynomials in x ------------------------------------------------------------------
 
-def polynomial(ctx, value: str, x: str, depth: int = 0) -> dict[int, float] | None:
-    """``{power: coefficient}`` when ``value`` is a polynomial (degree <= 7) in ``x`` with scalar constants."""
+def polynomial(ctx, value: str, x: str, depth: int = 0, memo: dict | None = None) -> dict[int, float] | None:
+    """``{power: coefficient}`` when ``value`` is a polynomial (degree <= 7) in ``x`` with scalar constants.
+
+    ``memo`` keeps each value's answer within one call, so a long chain of sums is walked once.
+    """
+    memo = {} if memo is None else memo
+    if value not in memo:
+        memo[value] = _polynomial(ctx, value, x, depth, memo)
+    return memo[value]
+
+
+def _polynomial(ctx, value: str, x: str, depth: int, memo: dict) -> dict[int, float] | None:
     if value == x:
         return {1: 1.0}
     c = scalar(ctx, value)
@@ -103,10 +113,10 @@ def polynomial(ctx, value: str, x: str, depth: int = 0) -> dict[int, float] | No
         return None
     ins = node.inputs
     if node.op in ("Identity", "Neg"):
-        p = polynomial(ctx, ins[0], x, depth + 1)
+        p = polynomial(ctx, ins[0], x, depth + 1, memo)
         return p if p is None or node.op == "Identity" else {k: -v for k, v in p.items()}
     if node.op in ("Add", "Sub", "Mul") and len(ins) == 2:
-        p, q = polynomial(ctx, ins[0], x, depth + 1), polynomial(ctx, ins[1], x, depth + 1)
+        p, q = polynomial(ctx, ins[0], x, depth + 1, memo), polynomial(ctx, ins[1], x, depth + 1, memo)
         if p is None or q is None:
             return None
         if node.op == "Mul":
@@ -123,11 +133,11 @@ def polynomial(ctx, value: str, x: str, depth: int = 0) -> dict[int, float] | No
         return out if max(out, default=0) <= 7 else None
     if node.op == "Div" and len(ins) == 2:
         d = scalar(ctx, ins[1])
-        p = polynomial(ctx, ins[0], x, depth + 1)
+        p = polynomial(ctx, ins[0], x, depth + 1, memo)
         return None if p is None or not d else {k: v / d for k, v in p.items()}
     if node.op == "Pow" and len(ins) == 2:
         e = scalar(ctx, ins[1])
-        p = polynomial(ctx, ins[0], x, depth + 1)
+        p = polynomial(ctx, ins[0], x, depth + 1, memo)
         if p is None or e is None or e != int(e) or not 0 <= e <= 7:
             return None
         out = {0: 1.0}
