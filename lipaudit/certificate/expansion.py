@@ -248,11 +248,14 @@ class _Sweeper:
             raise _Unsupported("too large")
 
     def _spend(self, cost: float) -> None:
-        """Count work before doing it; past the budget the current sweep falls back to the product."""
-        self.work += float(cost)
-        if self.work > self.settings.budget * 1e9:
-            self.exhausted = True
+        """Count work before doing it: a step that does not fit in what is left of the budget is not done,
+        and the current sweep falls back to the product (the work done never exceeds the budget)."""
+        left = self.settings.budget * 1e9 - self.work
+        if float(cost) > left:
+            if left < 0.01 * self.settings.budget * 1e9:
+                self.exhausted = True  # nothing useful is left: later sweeps fall back at once
             raise _Unsupported("budget")
+        self.work += float(cost)
 
     def _sweep(self, adj: dict, pos: int) -> float:
         ir = self.ir
@@ -424,7 +427,8 @@ class _Sweeper:
             return 0.0
         e = max(math.frexp(peak)[1], -1000)  # 2^1000 still fits a float64
         a = a * 2.0 ** -e  # a power of two (exact): the Gram sum neither underflows nor overflows
-        gram = float(np.prod(period)) * np.einsum("f,frc,fsc->rs", weight, a, np.conj(a)).real
+        b = (a * np.sqrt(weight)[:, None, None]).transpose(1, 0, 2).reshape(a.shape[1], -1)
+        gram = float(np.prod(period)) * (b @ np.conj(b).T).real  # sum over frequencies of A A^H, by BLAS
         gram = (gram + gram.T) / 2
         top = float(np.linalg.eigvalsh(gram)[-1])
         # rounding of the Gram sum (F terms) and of the eigensolver
