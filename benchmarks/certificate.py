@@ -36,6 +36,8 @@ def num(v) -> str:
     v = float(v)
     if v != v or v == float("inf"):
         return str(v)
+    if v >= 1e7:
+        return f"{v:.3e}"
     return f"{v:,.1f}" if v >= 100 else f"{v:.3g}"
 
 
