@@ -205,3 +205,22 @@ def test_decomposed_lookalikes_are_refused(change):
     model, out = _decomposed("div", **change)
     value, result = certify(model, outputs=[out])
     assert value is None and result.refusals
+
+
+def test_torch_exports_of_layer_norm_before_and_after_opset_17_get_the_same_certificate(tmp_path):
+    """torch's exporter spells LayerNorm out (ReduceMean/Sub/Pow/Sqrt/Div) below opset 17, and GELU as erf."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.LayerNorm(8, eps=1e-3), torch.nn.GELU(),
+                                torch.nn.Linear(8, 3)).eval()
+    values = {}
+    for opset in (16, 17):
+        path = tmp_path / f"ln{opset}.onnx"
+        torch.onnx.export(model, (torch.randn(1, 6),), str(path), dynamo=False, opset_version=opset)
+        proto = onnx.load(str(path))
+        ops = {n.op_type for n in proto.graph.node}
+        assert ("LayerNormalization" in ops) == (opset == 17)
+        values[opset], _ = certify(proto)  # float32 models: soundness is checked on the float64 graphs above
+    assert values[16] is not None
+    assert values[16] == pytest.approx(values[17], rel=1e-5)  # gamma = 1: ||diag(gamma) P|| = max|gamma|
