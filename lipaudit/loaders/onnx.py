@@ -350,7 +350,8 @@ def _to_graph(model, inferred, path: str, input_names: list[str], taint: _BatchT
     shapes: dict[str, tuple[int, ...]] = {}
     for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         t = v.type.tensor_type
-        if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+        # onnx's data propagation can leave -1 (a Reshape's "infer this") as a dim_value: that is unknown, not a size
+        if t.HasField("shape") and all(d.HasField("dim_value") and d.dim_value != -1 for d in t.shape.dim):
             shapes[v.name] = tuple(int(d.dim_value) for d in t.shape.dim)
     constants: dict[str, np.ndarray] = {}
     for init in g.initializer:
@@ -412,9 +413,11 @@ def _reinfer_shapes(model, kept, nodes, constants, shapes) -> None:
         helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(constants[name].dtype), constants[name].shape)
         for name in used if name not in small
     ]
-    net_inputs = [i for i in g.input if i.name not in constants]
+    # the inputs at the shapes this load fixed (the file may declare -1 or symbols for them)
+    net_inputs = [helper.make_tensor_value_info(i.name, i.type.tensor_type.elem_type, shapes.get(i.name))
+                  for i in g.input if i.name not in constants]
     graph = helper.make_graph(
-        kept, g.name, net_inputs + large, list(g.output),
+        kept, g.name, net_inputs + large, [helper.make_empty_tensor_value_info(o.name) for o in g.output],  # no declared shapes
         initializer=[numpy_helper.from_array(np.asarray(constants[name]), name) for name in small],
     )
     redo = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
@@ -424,7 +427,8 @@ def _reinfer_shapes(model, kept, nodes, constants, shapes) -> None:
         return  # keep what the first pass found; a rule needing a shape says so
     for v in list(inferred.graph.value_info) + list(inferred.graph.output):
         t = v.type.tensor_type
-        if v.name not in shapes and t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+        if v.name not in shapes and t.HasField("shape") and all(d.HasField("dim_value") and d.dim_value != -1
+                                                                 for d in t.shape.dim):
             shapes[v.name] = tuple(int(d.dim_value) for d in t.shape.dim)
 
 

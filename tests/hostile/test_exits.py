@@ -90,10 +90,26 @@ def test_closed_and_broken_stdout_are_exit_2(tmp_path):
     assert proc.wait(timeout=90) == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
+def _wait_until_auditing(proc, limit: float = 60.0) -> None:
+    """Past the imports, inside the audit: onnx's native module is mapped once the model is being read."""
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with open(maps) as fh:
+                if "onnx_cpp2py_export" in fh.read():
+                    time.sleep(0.5)
+                    return
+        except OSError:
+            break  # no /proc: fall back to a fixed wait
+        time.sleep(0.1)
+    time.sleep(3)
+
+
 def _start_and_signal(tmp_path, sig, extra=()):
     proc = subprocess.Popen(lipaudit_cmd("check", *SLOW, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=ENV, cwd=tmp_path)
-    time.sleep(3)  # past the imports, inside the audit
+    _wait_until_auditing(proc)
     proc.send_signal(sig)
     start = time.monotonic()
     out, err = proc.communicate(timeout=60)

@@ -504,3 +504,23 @@ def test_function_attribute_defaults_are_applied_when_inlining():
     model.ir_version = 9
     value, _ = certify(model, outputs=[y])
     assert value == pytest.approx(5.0, rel=1e-5)
+
+
+def test_a_declared_output_shape_of_minus_one_is_not_a_size():
+    """Paddle declares outputs as [-1, 2]: shapes come from inference only, and -1 is never a size."""
+    from onnx import numpy_helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Unsqueeze", ["b"], ["b1"], axes=[0]),
+             helper.make_node("Concat", ["b1", "minus1"], ["shape"], axis=0),
+             helper.make_node("Reshape", ["x", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["h"]),
+             helper.make_node("Softmax", ["h"], ["y"], axis=1)]
+    inits = [numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+             numpy_helper.from_array(np.array([0], dtype=np.int64), "zero1"),
+             numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1"), numpy_helper.from_array(f(6, 2), "w")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [-1, 2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [-1, 2])], initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    value, result = certify(model, outputs=["y"])
+    assert value is not None and result.dynamic_batch
