@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from lipaudit.ops import CONST, DATA, rule
-from lipaudit.ops.pooling import POOL_ATTRS, REDUCE, _reduced_axes_of
+from lipaudit.ops.pooling import POOL_ATTRS, REDUCE, _reduced_axes_of, windows_per_input
 from lipaudit.values import SAFETY
 
 
@@ -35,11 +35,7 @@ def lp_pool(node, ctx):
     k = node.attrs.get("kernel_shape")
     if not k:
         ctx.fail(node, "kernel_shape is required")
-    s = node.attrs.get("strides", [1] * len(k))
-    d = node.attrs.get("dilations", [1] * len(k))
-    count = 1
-    for kk, ss, dd in zip(k, s, d):
-        count *= min(kk, math.ceil((dd * (kk - 1) + 1) / ss))
+    count = windows_per_input(node)
     factor = math.sqrt(count) * _p_factor(node, ctx, int(np.prod(k)))
     ctx.note_factor(node, factor, f"p-norm of each window; an input lies in at most {count} windows")
     return [ctx.scale(ctx.lip(node.inputs[0]), factor)]

@@ -23,14 +23,21 @@ def max_pool(node, ctx):
     k = node.attrs.get("kernel_shape")
     if not k:
         ctx.fail(node, "kernel_shape is required")
+    count = windows_per_input(node)
+    factor = math.sqrt(count)
+    ctx.note_factor(node, factor, f"an input lies in at most {count} windows")
+    return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
+
+
+def windows_per_input(node) -> int:
+    """The largest number of pooling windows one input entry lies in, whatever the padding or ceil_mode."""
+    k = node.attrs["kernel_shape"]
     s = node.attrs.get("strides", [1] * len(k))
     d = node.attrs.get("dilations", [1] * len(k))
     count = 1
     for kk, ss, dd in zip(k, s, d):
         count *= min(kk, math.ceil((dd * (kk - 1) + 1) / ss))
-    factor = math.sqrt(count)
-    ctx.note_factor(node, factor, f"an input lies in at most {count} windows")
-    return [ctx.scale(ctx.lip(node.inputs[0]), factor)]
+    return count
 
 
 @rule("GlobalMaxPool", inputs={"X": DATA}, kind="nonlinear", constant="1 (a max over each channel)")
