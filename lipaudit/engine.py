@@ -153,7 +153,7 @@ def audit(graph: Graph, settings: AuditSettings = AuditSettings(), progress: Pro
     t0 = time.perf_counter()
     rules = load_rules()
     outputs = _select_outputs(graph, settings)
-    needed = _needed_nodes(graph, outputs)
+    needed = graph.needed_nodes(outputs)
     ctx = RuleContext(graph, settings.compositions, settings.conv_methods, settings)
     intervals = start_boxes(graph, ctx, settings.input_range)
     plan_bn_folds(graph, ctx, observed=set(outputs))
@@ -444,24 +444,6 @@ def _select_outputs(graph: Graph, settings: AuditSettings) -> list[str]:
     if missing:
         raise UsageError(f"--output: no value named {', '.join(map(repr, missing))}; graph outputs are {graph.outputs}")
     return list(settings.outputs)
-
-
-def _needed_nodes(graph: Graph, outputs: list[str]) -> set[str]:
-    """Names of the nodes the selected outputs depend on."""
-    producers = graph.producers()
-    needed: set[str] = set()
-    stack = list(outputs)
-    seen: set[str] = set()
-    while stack:
-        value = stack.pop()
-        if value in seen:
-            continue
-        seen.add(value)
-        node = producers.get(value)
-        if node is not None and node.name not in needed:
-            needed.add(node.name)
-            stack.extend(x for x in node.inputs if x)
-    return needed
 
 
 def layer_shares(layers: list[LayerRecord], composition: str) -> None:

@@ -55,6 +55,22 @@ class Graph:
     def producers(self) -> dict[str, Node]:
         return {o: node for node in self.nodes for o in node.outputs if o}
 
+    def needed_nodes(self, outputs) -> set[str]:
+        """Names of the nodes the given values depend on."""
+        producers = self.producers()
+        needed: set[str] = set()
+        stack, seen = list(outputs), set()
+        while stack:
+            value = stack.pop()
+            if value in seen:
+                continue
+            seen.add(value)
+            node = producers.get(value)
+            if node is not None and node.name not in needed:
+                needed.add(node.name)
+                stack.extend(x for x in node.inputs if x)
+        return needed
+
     def node(self, name: str) -> Node | None:
         for node in self.nodes:
             if node.name == name:

@@ -82,17 +82,8 @@ def _spatial_shape(shape) -> bool:
 def build(graph, depends, outputs: list[str], bn_scales: dict, forced_cuts: set[str]) -> LinearIR:
     """The IR of the nodes the outputs depend on; ``forced_cuts`` names nodes to cut regardless."""
     producers = graph.producers()
-    needed: set[str] = set()
-    stack, seen = list(outputs), set()
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        node = producers.get(v)
-        if node is not None and node.name not in needed:
-            needed.add(node.name)
-            stack.extend(x for x in node.inputs if x)
+    needed = graph.needed_nodes(outputs)
+    seen = set(outputs) | {x for n in graph.nodes if n.name in needed for x in n.inputs if x}  # values used
     vals: dict[str, Val] = {}
     for x in graph.inputs:
         shape = graph.shapes.get(x)
