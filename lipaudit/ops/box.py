@@ -137,7 +137,8 @@ def evaluate(node, ctx, feeds: dict[str, np.ndarray], outputs=None) -> list[np.n
     graph = helper.make_graph([proto], "box", inputs, [helper.make_empty_tensor_value_info(o) for o in wanted])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ctx.opset())])
     try:
-        results = ReferenceEvaluator(model).run(wanted, {n: feeds[n] for n in names})
+        with np.errstate(all="ignore"):  # e.g. Sigmoid evaluates exp on both branches; results are checked finite
+            results = ReferenceEvaluator(model).run(wanted, {n: feeds[n] for n in names})
     except Exception as exc:
         raise NoInterval(f"onnx's reference evaluator failed on the bounds ({type(exc).__name__}: {str(exc)[:100]})") from None
     return [np.asarray(r) for r in results]
@@ -412,11 +413,14 @@ def node_boxes(node, ctx, intervals, contract_ok: bool) -> None:
             centers = _run(fn, node, ctx)
         finally:
             ctx.boxes = saved
+    form = _form_box(node, ctx) if fn is not None and contract_ok and isinstance(boxes[0], Box) else None
     for o, b, c in zip(outs, boxes, centers):
         if not o:
             continue
         shape = ctx.graph.shapes.get(o)
         b, c = _fits(node, b, shape), _fits(node, c, shape)
+        if form is not None and o == outs[0] and isinstance(b, Box):
+            b = _intersect(b, form)
         if isinstance(b, Box) and isinstance(c, Box) and o not in _inside_folds(ctx):
             b = _intersect_lipschitz(b, c, ctx.lips.get(o), ctx.domain_radius)
         ctx.boxes[o] = b
@@ -466,6 +470,29 @@ def _fits(node, b, shape):
     except ValueError:
         ok = False
     return b if ok else NoBox(node.name, node.op, "internal: the bounds do not match the value's shape")
+
+
+def _form_box(node, ctx) -> Box | None:
+    """The first output's box from its affine form (ops/linear_forms.py), or None; records the form."""
+    from lipaudit.ops.linear_forms import node_form
+
+    try:
+        form = node_form(node, ctx)
+        if form is None:
+            return None
+        box = form.box(ctx.form_radii)
+    except Exception:  # a form is only ever a refinement: without one the interval box stands
+        return None
+    if not (np.all(np.isfinite(box.lo)) and np.all(np.isfinite(box.hi))):
+        return None
+    ctx.forms[node.outputs[0]] = form
+    return box
+
+
+def _intersect(b: Box, other: Box) -> Box:
+    """Two sound boxes of one value: their intersection (``b`` when they do not meet, which sound ones always do)."""
+    lo, hi = np.maximum(b.lo, other.lo), np.minimum(b.hi, other.hi)
+    return b if np.any(lo > hi) else Box(lo, hi)
 
 
 def _intersect_lipschitz(b: Box, center: Box, lip, radius: float) -> Box:

@@ -1,0 +1,197 @@
+"""Interval bounds through chains of pointwise linear ops that keep correlations.
+
+Interval arithmetic bounds ``W2 (W1 u)`` by ``|W2| |W1| r``: every layer forgets
+which entries moved together. Along a chain of *pointwise* linear ops (1x1
+convolutions with stride 1 and no padding, inference BatchNorm, additions and
+subtractions, per-channel scalings) a value is an exact affine function of
+earlier values that have boxes (its *bases*)::
+
+    v = c + sum_j M_j u_j        (M_j: a channel matrix applied at every position)
+
+so with ``u_j`` in ``mid_j +- rad_j`` its box is ``mid_v +- sum_j |M_j| rad_j``
+with ``mid_v = c + sum_j M_j mid_j``, and ``|W2 W1| <= |W2| |W1|`` entry-wise: never
+looser than the interval box, which it is intersected with. Inverted-residual
+blocks (MobileNetV2/V3, EfficientNet) end in a 1x1 projection without activation
+that is added to the skip and fed to the next block's 1x1 expansion: there the
+composed matrices gain a factor of about ``sqrt(channels)`` per block.
+
+Rounding: ``mid`` carries an absolute allowance (``slack``), and each matrix an
+envelope ``A_j >= |W_k| ... |W_1|`` (the product of absolute values): float64
+products err by at most ``ROUNDING`` times the product of magnitudes, so
+``|M_j(computed) - M_j| <= 2 ROUNDING A_j`` along a chain (see ``ROUNDING``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lipaudit.ops.box import ROUNDING, Box
+
+# the ops a form passes through; any other op's output is a base of the forms that use it
+FORM_OPS = {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Identity"}
+# a base's channel count above which forms are not built (the matrices are channels x channels)
+MAX_CHANNELS = 4096
+
+
+@dataclass(frozen=True)
+class Form:
+    """``v = mid + sum_j M_j (u_j - mid_j) `` with ``|error of mid| <= slack``, per base name ``u_j``."""
+
+    mid: np.ndarray  # the value's shape
+    slack: np.ndarray  # broadcastable to it
+    terms: dict  # base -> (M_j, A_j): (channels of v) x (channels of u_j)
+
+    def scaled(self, k: np.ndarray, shift) -> "Form":
+        """``k * v + shift`` with ``k`` one factor per channel (a vector) and ``shift`` broadcastable to v."""
+        view = (1, -1) + (1,) * (self.mid.ndim - 2)
+        kv = k.reshape(view)
+        mid = kv * self.mid + shift
+        slack = np.abs(kv) * self.slack + ROUNDING * (np.abs(kv * self.mid) + np.abs(shift))
+        terms = {u: (k[:, None] * m, np.abs(k)[:, None] * a) for u, (m, a) in self.terms.items()}
+        return Form(mid, slack, terms)
+
+    def box(self, radii: dict) -> Box:
+        rad = np.broadcast_to(self.slack, self.mid.shape).astype(np.float64, copy=True)
+        for u, (m, a) in self.terms.items():
+            rad += _channel_map(np.abs(m) + 2 * ROUNDING * a, radii[u])
+        rad += ROUNDING * rad
+        return Box(self.mid - rad, self.mid + rad).widened(ROUNDING * np.abs(self.mid))
+
+
+def _channel_map(m: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``m`` (out x in channels) applied at every position of ``x`` (channels on axis 1)."""
+    return np.moveaxis(np.tensordot(m, x, axes=([1], [1])), 0, 1)
+
+
+def _base(ctx, name: str, shape) -> Form | None:
+    """``u = mid + 1 (u - mid)`` for a value with a box: a form of its own."""
+    box = ctx.boxes.get(name)
+    if not isinstance(box, Box) or shape is None or len(shape) < 2 or not 0 < shape[1] <= MAX_CHANNELS:
+        return None
+    mid, rad = box.mid_rad()
+    mid, rad = np.broadcast_to(mid, shape).astype(np.float64), np.broadcast_to(rad, shape).astype(np.float64)
+    if not (np.all(np.isfinite(mid)) and np.all(np.isfinite(rad))):
+        return None
+    ctx.form_radii[name] = rad + ROUNDING * np.abs(mid)  # the midpoint itself is rounded
+    eye = np.eye(int(shape[1]))
+    return Form(mid, np.zeros(()), {name: (eye, eye)})
+
+
+def _form(ctx, name: str) -> Form | None:
+    found = ctx.forms.get(name)
+    return found if found is not None else _base(ctx, name, ctx.graph.shapes.get(name))
+
+
+def _per_channel(c, shape) -> np.ndarray | None:
+    """A constant's one factor per channel (axis 1) when it broadcasts to ``shape`` that way, else None."""
+    c = np.asarray(c, dtype=np.float64)
+    rank = len(shape)
+    if c.ndim > rank:
+        return None
+    full = (1,) * (rank - c.ndim) + c.shape
+    if any(n != 1 for i, n in enumerate(full) if i != 1) or full[1] not in (1, shape[1]):
+        return None
+    return np.broadcast_to(c.reshape(full[1]), (shape[1],)).astype(np.float64)
+
+
+def _pointwise_conv(node, ctx, shape):
+    """The (out x in) matrix and bias of a 1x1 Conv with stride 1, no padding and one group, else None."""
+    w = ctx.const(node.inputs[1]) if len(node.inputs) > 1 else None
+    if w is None or node.attrs.keys() - {"auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"}:
+        return None
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != len(shape) or any(k != 1 for k in w.shape[2:]) or int(node.attrs.get("group", 1)) != 1:
+        return None
+    if any(int(s) != 1 for s in node.attrs.get("strides", [])) or any(int(p) != 0 for p in node.attrs.get("pads", [])):
+        return None
+    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID") or w.shape[1] != shape[1]:
+        return None
+    bias = np.zeros(w.shape[0])
+    if len(node.inputs) > 2 and node.inputs[2]:
+        b = ctx.const(node.inputs[2])
+        if b is None:
+            return None
+        bias = np.asarray(b, dtype=np.float64).reshape(-1)
+    return w.reshape(w.shape[0], w.shape[1]), bias
+
+
+def node_form(node, ctx) -> Form | None:
+    """The form of the node's first output, or None when the node is not pointwise linear in its data."""
+    if node.op not in FORM_OPS or node.domain not in ("", "ai.onnx") or not node.outputs or not node.outputs[0]:
+        return None
+    out_shape = ctx.graph.shapes.get(node.outputs[0])
+    data = [n for n in node.inputs if n and ctx.depends(n)]
+    if out_shape is None or len(out_shape) < 2 or not data:
+        return None
+    out_shape = tuple(int(d) for d in out_shape)
+    keep = (lambda s: s[:1] + s[2:]) if node.op == "Conv" else (lambda s: s)  # a conv may change the channels
+    if any(keep(tuple(ctx.graph.shapes.get(n) or ())) != keep(out_shape) for n in data):
+        return None  # a data operand that broadcasts, or changes shape: not a pointwise map
+    if node.op == "Identity":
+        return _form(ctx, data[0])
+    if node.op == "Conv":
+        if node.inputs[0] != data[0] or len(data) != 1:
+            return None
+        found = _pointwise_conv(node, ctx, tuple(ctx.graph.shapes[data[0]]))
+        x = _form(ctx, data[0])
+        if found is None or x is None:
+            return None
+        w, bias = found
+        view = (1, -1) + (1,) * (len(out_shape) - 2)
+        mid = _channel_map(w, x.mid) + bias.reshape(view)
+        slack = _channel_map(np.abs(w), np.broadcast_to(x.slack, x.mid.shape) + ROUNDING * np.abs(x.mid)) \
+            + ROUNDING * np.abs(bias).reshape(view)
+        terms = {u: (w @ m, np.abs(w) @ a) for u, (m, a) in x.terms.items()}
+        return Form(mid, slack, terms)
+    if node.op == "BatchNormalization":
+        from lipaudit.ops.normalization import training_mode_reason
+
+        params = [ctx.const(n) for n in node.inputs[1:5]]
+        if training_mode_reason(node, ctx.opset()) or len(params) != 4 or any(p is None for p in params) \
+                or node.inputs[0] != data[0] or len(data) != 1:
+            return None
+        gamma, beta, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
+        x = _form(ctx, data[0])
+        if x is None or gamma.shape != (out_shape[1],):
+            return None
+        eps = float(node.attrs.get("epsilon", 1e-5))
+        scale = gamma / np.sqrt(var + eps)
+        view = (1, -1) + (1,) * (len(out_shape) - 2)
+        return x.scaled(scale, (beta - mean * scale).reshape(view))
+    if node.op == "Mul":
+        if len(data) != 1 or "broadcast" in node.attrs:
+            return None
+        const = next((n for n in node.inputs[:2] if n != data[0]), None)
+        k = _per_channel(ctx.const(const), out_shape) if const is not None and ctx.const(const) is not None else None
+        x = _form(ctx, data[0])
+        return None if k is None or x is None else x.scaled(k, 0.0)
+    # Add / Sub
+    if "broadcast" in node.attrs or len(node.inputs) != 2:
+        return None
+    sign = -1.0 if node.op == "Sub" else 1.0
+    first, second = node.inputs
+    if len(data) == 1:  # data plus (or minus) a constant that broadcasts into its shape
+        x = _form(ctx, data[0])
+        c = ctx.const(second if data[0] == first else first)
+        if x is None or c is None:
+            return None
+        c = np.asarray(c, dtype=np.float64)
+        if np.broadcast_shapes(c.shape, out_shape) != out_shape:
+            return None
+        k = np.full(out_shape[1], sign if data[0] == second else 1.0)
+        return x.scaled(k, sign * c if data[0] == first else c)
+    fa, fb = _form(ctx, first), _form(ctx, second)
+    if fa is None or fb is None:
+        return None
+    terms = dict(fa.terms)
+    for u, (m, a) in fb.terms.items():
+        if u in terms:
+            m0, a0 = terms[u]
+            terms[u] = (m0 + sign * m, a0 + a)
+        else:
+            terms[u] = (sign * m, a)
+    mid = fa.mid + sign * fb.mid
+    slack = fa.slack + fb.slack + ROUNDING * (np.abs(fa.mid) + np.abs(fb.mid))
+    return Form(mid, slack, terms)
