@@ -478,12 +478,10 @@ def _form_box(node, ctx) -> Box | None:
 
     try:
         form = node_form(node, ctx)
-        if form is None:
-            return None
-        box = form.box(ctx.form_radii)
+        box = form.box(ctx.form_radii) if form is not None else None
     except Exception:  # a form is only ever a refinement: without one the interval box stands
         return None
-    if not (np.all(np.isfinite(box.lo)) and np.all(np.isfinite(box.hi))):
+    if box is None or not (np.all(np.isfinite(box.lo)) and np.all(np.isfinite(box.hi))):
         return None
     ctx.forms[node.outputs[0]] = form
     return box

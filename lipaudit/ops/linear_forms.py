@@ -30,7 +30,7 @@ import numpy as np
 from lipaudit.ops.box import ROUNDING, Box
 
 # the ops a form passes through; any other op's output is a base of the forms that use it
-FORM_OPS = {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Identity"}
+FORM_OPS = {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Identity", "Relu", "LeakyRelu"}
 # a base's channel count above which forms are not built (the matrices are channels x channels)
 MAX_CHANNELS = 4096
 
@@ -79,9 +79,49 @@ def _base(ctx, name: str, shape) -> Form | None:
     return Form(mid, np.zeros(()), {name: (eye, eye)})
 
 
-def _form(ctx, name: str) -> Form | None:
+def _input_form(ctx, name: str) -> Form | None:
     found = ctx.forms.get(name)
     return found if found is not None else _base(ctx, name, ctx.graph.shapes.get(name))
+
+
+def _kinked(node, ctx, z: str, shape) -> Form | None:
+    """``f(z) = alpha_c z + e`` for ``f(z) = z`` (z >= 0), ``a z`` (z < 0): a slope per channel plus a new base ``e``.
+
+    ``e = f(z) - alpha_c z`` is piecewise linear with its kink at 0, so on ``[lo, hi]`` its
+    extremes are at ``lo``, ``hi`` or ``clip(0, lo, hi)``: the box of ``e``. The slope is the
+    mean secant slope of the channel (any slope is sound; this one keeps ``e`` small).
+    """
+    a = 0.0 if node.op == "Relu" else float(node.attrs.get("alpha", 0.01))
+    box = ctx.boxes.get(z)
+    x = ctx.forms.get(z)
+    if x is None or not isinstance(box, Box) or all(_diagonal(m) for m, _ in x.terms.values()):
+        return None  # a kink's own box is narrower than alpha z + e; the form only pays where it mixes channels
+    lo, hi = (np.broadcast_to(v, shape).astype(np.float64) for v in (box.lo, box.hi))
+
+    def f(t):
+        return np.where(t >= 0, t, a * t)
+
+    width = hi - lo
+    secant = np.where(width > 0, (f(hi) - f(lo)) / np.where(width > 0, width, 1.0), np.where(lo >= 0, 1.0, a))
+    alpha = np.mean(np.moveaxis(secant, 1, 0).reshape(shape[1], -1), axis=1)
+    view = (1, -1) + (1,) * (len(shape) - 2)
+    points = [lo, hi, np.clip(0.0, lo, hi)]
+    gaps = [f(t) - alpha.reshape(view) * t for t in points]
+    e_lo, e_hi = np.minimum.reduce(gaps), np.maximum.reduce(gaps)
+    slack = ROUNDING * (np.maximum.reduce([np.abs(f(t)) + np.abs(alpha.reshape(view) * t) for t in points]))
+    e_lo, e_hi = e_lo - slack, e_hi + slack
+    if not (np.all(np.isfinite(e_lo)) and np.all(np.isfinite(e_hi))):
+        return None
+    e_mid, e_rad = (e_lo + e_hi) / 2, (e_hi - e_lo) / 2
+    key = (node.outputs[0], "kink")  # not a string: never a value's name
+    ctx.form_radii[key] = e_rad + ROUNDING * np.abs(e_mid)
+    out = x.scaled(alpha, e_mid)
+    eye = np.eye(int(shape[1]))
+    return Form(out.mid, out.slack, {**out.terms, key: (eye, eye)})
+
+
+def _diagonal(m: np.ndarray) -> bool:
+    return m.shape[0] == m.shape[1] and not np.any(m - np.diag(np.diag(m)))
 
 
 def _per_channel(c, shape) -> np.ndarray | None:
@@ -119,6 +159,9 @@ def _pointwise_conv(node, ctx, shape):
 
 def node_form(node, ctx) -> Form | None:
     """The form of the node's first output, or None when the node is not pointwise linear in its data."""
+    def inp(name: str) -> Form | None:
+        return _input_form(ctx, name)
+
     if node.op not in FORM_OPS or node.domain not in ("", "ai.onnx") or not node.outputs or not node.outputs[0]:
         return None
     out_shape = ctx.graph.shapes.get(node.outputs[0])
@@ -130,12 +173,14 @@ def node_form(node, ctx) -> Form | None:
     if any(keep(tuple(ctx.graph.shapes.get(n) or ())) != keep(out_shape) for n in data):
         return None  # a data operand that broadcasts, or changes shape: not a pointwise map
     if node.op == "Identity":
-        return _form(ctx, data[0])
+        return inp(data[0])
+    if node.op in ("Relu", "LeakyRelu"):
+        return _kinked(node, ctx, data[0], out_shape)
     if node.op == "Conv":
         if node.inputs[0] != data[0] or len(data) != 1:
             return None
         found = _pointwise_conv(node, ctx, tuple(ctx.graph.shapes[data[0]]))
-        x = _form(ctx, data[0])
+        x = inp(data[0])
         if found is None or x is None:
             return None
         w, bias = found
@@ -153,7 +198,7 @@ def node_form(node, ctx) -> Form | None:
                 or node.inputs[0] != data[0] or len(data) != 1:
             return None
         gamma, beta, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
-        x = _form(ctx, data[0])
+        x = inp(data[0])
         if x is None or gamma.shape != (out_shape[1],):
             return None
         eps = float(node.attrs.get("epsilon", 1e-5))
@@ -165,7 +210,7 @@ def node_form(node, ctx) -> Form | None:
             return None
         const = next((n for n in node.inputs[:2] if n != data[0]), None)
         k = _per_channel(ctx.const(const), out_shape) if const is not None and ctx.const(const) is not None else None
-        x = _form(ctx, data[0])
+        x = inp(data[0])
         return None if k is None or x is None else x.scaled(k, 0.0)
     # Add / Sub
     if "broadcast" in node.attrs or len(node.inputs) != 2:
@@ -173,7 +218,7 @@ def node_form(node, ctx) -> Form | None:
     sign = -1.0 if node.op == "Sub" else 1.0
     first, second = node.inputs
     if len(data) == 1:  # data plus (or minus) a constant that broadcasts into its shape
-        x = _form(ctx, data[0])
+        x = inp(data[0])
         c = ctx.const(second if data[0] == first else first)
         if x is None or c is None:
             return None
@@ -182,7 +227,7 @@ def node_form(node, ctx) -> Form | None:
             return None
         k = np.full(out_shape[1], sign if data[0] == second else 1.0)
         return x.scaled(k, sign * c if data[0] == first else c)
-    fa, fb = _form(ctx, first), _form(ctx, second)
+    fa, fb = inp(first), inp(second)
     if fa is None or fb is None:
         return None
     terms = dict(fa.terms)
