@@ -386,7 +386,10 @@ def start_boxes(graph, ctx, domain):
         ctx.boxes[name] = Box(lo, hi)
         mid = (lo + hi) / 2
         ctx.centers[name] = Box(mid, mid)
-        squares += float(np.sum(np.square(np.maximum(hi - mid, mid - lo))))
+        rad = np.maximum(hi - mid, mid - lo)
+        top = float(np.max(rad, initial=0.0))
+        if top > 0:  # scaled, so that huge ranges do not overflow the squares
+            squares += top * top * float(np.sum(np.square(rad / top))) if math.isfinite(top * top) else math.inf
     ctx.domain_radius = math.sqrt(squares) * (1 + 1e-12)
     return INTERVALS
 
@@ -501,6 +504,8 @@ def _intersect_lipschitz(b: Box, center: Box, lip, radius: float) -> Box:
     if L is None or not math.isfinite(L):
         return b
     reach = L * radius * (1 + 1e-12)
+    if not math.isfinite(reach):  # e.g. 0 x an infinite radius (a domain whose l2 radius overflows)
+        return b
     lo = np.maximum(b.lo, center.lo - reach)
     hi = np.minimum(b.hi, center.hi + reach)
     if np.any(lo > hi):  # cannot happen for sound inputs; keep the interval box rather than guess

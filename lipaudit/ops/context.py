@@ -15,6 +15,7 @@ All arithmetic on constants is non-finite safe: NaN or an infinite factor gives
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -52,7 +53,10 @@ def safe_mul(a: float, b: float) -> float:
     """``a * b`` for non-negative constants, with NaN or inf in either giving inf (so ``inf * 0`` is inf)."""
     if not (math.isfinite(a) and math.isfinite(b)):
         return math.inf
-    return a * b
+    product = a * b
+    if a > 0 and b > 0 and product < sys.float_info.min:  # underflow: the exact product is at most the
+        return sys.float_info.min  # smallest normal number, which stays an upper bound through later factors
+    return product
 
 
 def finite_or_inf(v: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from lipaudit.ops.box import (
-    APPROX, Box, NoInterval, add_with_rounding, affine, checked, interval, matmul_boxes, monotone, mul_boxes,
+    APPROX, ROUNDING, Box, NoInterval, add_with_rounding, affine, checked, interval, matmul_boxes, monotone, mul_boxes,
     reciprocal_box, unimodal,
 )
 
@@ -258,7 +258,8 @@ def batch_norm(node, ctx):
     scale = (gamma / np.sqrt(var + eps)).reshape(view)
     shift = (beta - mean * gamma / np.sqrt(var + eps)).reshape(view)
     out = mul_boxes(b, Box.point(scale))
-    return [checked(add_with_rounding(out, Box.point(shift)))]
+    shift_error = ROUNDING * (np.abs(beta) + np.abs(mean * gamma / np.sqrt(var + eps))).reshape(view)  # it may cancel
+    return [checked(add_with_rounding(out, Box.point(shift)).widened(shift_error))]
 
 
 @interval("Softmax", "LogSoftmax")

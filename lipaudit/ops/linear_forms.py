@@ -16,9 +16,14 @@ that is added to the skip and fed to the next block's 1x1 expansion: there the
 composed matrices gain a factor of about ``sqrt(channels)`` per block.
 
 Rounding: ``mid`` carries an absolute allowance (``slack``), and each matrix an
-envelope ``A_j >= |W_k| ... |W_1|`` (the product of absolute values): float64
-products err by at most ``ROUNDING`` times the product of magnitudes, so
-``|M_j(computed) - M_j| <= 2 ROUNDING A_j`` along a chain (see ``ROUNDING``).
+envelope ``A_j = |W_k| ... |W_1|`` (the product of the absolute values) and a count
+``rounds`` of the float64 operations behind each of its entries. A dot product of
+``n`` terms errs by at most ``n u`` times the dot product of the magnitudes (``u =
+2^-53``, Higham 3.5), and errors carried from earlier steps are multiplied by at
+most ``|W|``, so ``|M_j(computed) - M_j| <= rounds 2^-52 A_j``. Underflow breaks
+relative bounds: a matrix whose envelope has an entry below ``1e-290`` where its
+factors are non-zero is refused (no form), and every step adds ``1e-300`` to the
+absolute allowances (each product underflows by at most ``2^-1074``).
 """
 
 from __future__ import annotations
@@ -35,29 +40,48 @@ FORM_OPS = {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Identity", "Relu
 MAX_CHANNELS = 4096
 
 
+UNIT = 2.0 ** -52  # twice the unit roundoff: covers the (1 - n u) denominators for any n < 2^50
+TINY = 1e-290  # envelope entries below this may have underflowed: no form
+ABSOLUTE = 1e-300  # allowance per step for the underflow of products (at most 2^-1074 each)
+
+
+class Underflow(Exception):
+    """A channel matrix left the range where float64 relative error bounds hold."""
+
+
 @dataclass(frozen=True)
 class Form:
-    """``v = mid + sum_j M_j (u_j - mid_j) `` with ``|error of mid| <= slack``, per base name ``u_j``."""
+    """``v = mid + sum_j M_j (u_j - mid_j)`` with ``|error of mid| <= slack``, per base name ``u_j``."""
 
     mid: np.ndarray  # the value's shape
     slack: np.ndarray  # broadcastable to it
-    terms: dict  # base -> (M_j, A_j): (channels of v) x (channels of u_j)
+    terms: dict  # base -> (M_j, A_j, rounds_j): (channels of v) x (channels of u_j) matrices, and a count
 
-    def scaled(self, k: np.ndarray, shift) -> "Form":
-        """``k * v + shift`` with ``k`` one factor per channel (a vector) and ``shift`` broadcastable to v."""
+    def scaled(self, k: np.ndarray, shift, shift_error=0.0) -> "Form":
+        """``k * v + shift`` with ``k`` one factor per channel (a vector) and ``shift`` broadcastable to v,
+        computed with an error of at most ``shift_error``."""
         view = (1, -1) + (1,) * (self.mid.ndim - 2)
         kv = k.reshape(view)
         mid = kv * self.mid + shift
-        slack = np.abs(kv) * self.slack + ROUNDING * (np.abs(kv * self.mid) + np.abs(shift))
-        terms = {u: (k[:, None] * m, np.abs(k)[:, None] * a) for u, (m, a) in self.terms.items()}
+        slack = np.abs(kv) * self.slack + ROUNDING * (np.abs(kv * self.mid) + np.abs(shift)) + shift_error + ABSOLUTE
+        terms = {}
+        for u, (m, a, r) in self.terms.items():
+            envelope = np.abs(k)[:, None] * a
+            _check_range(envelope, (k != 0)[:, None] & (a > 0))
+            terms[u] = (k[:, None] * m, envelope, r + 1)
         return Form(mid, slack, terms)
 
     def box(self, radii: dict) -> Box:
-        rad = np.broadcast_to(self.slack, self.mid.shape).astype(np.float64, copy=True)
-        for u, (m, a) in self.terms.items():
-            rad += _channel_map(np.abs(m) + 2 * ROUNDING * a, radii[u])
+        rad = np.broadcast_to(self.slack, self.mid.shape).astype(np.float64, copy=True) + ABSOLUTE
+        for u, (m, a, r) in self.terms.items():
+            rad += _channel_map(np.abs(m) + (r + 1) * UNIT * a, radii[u]) + ABSOLUTE * m.shape[1]
         rad += ROUNDING * rad
         return Box(self.mid - rad, self.mid + rad).widened(ROUNDING * np.abs(self.mid))
+
+
+def _check_range(envelope: np.ndarray, nonzero: np.ndarray) -> None:
+    if np.any(nonzero & (envelope < TINY)):
+        raise Underflow()
 
 
 def _channel_map(m: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -74,9 +98,9 @@ def _base(ctx, name: str, shape) -> Form | None:
     mid, rad = np.broadcast_to(mid, shape).astype(np.float64), np.broadcast_to(rad, shape).astype(np.float64)
     if not (np.all(np.isfinite(mid)) and np.all(np.isfinite(rad))):
         return None
-    ctx.form_radii[name] = rad + ROUNDING * np.abs(mid)  # the midpoint itself is rounded
+    ctx.form_radii[name] = rad + ROUNDING * np.abs(mid) + ABSOLUTE  # the midpoint itself is rounded
     eye = np.eye(int(shape[1]))
-    return Form(mid, np.zeros(()), {name: (eye, eye)})
+    return Form(mid, np.zeros(()), {name: (eye, eye, 0)})
 
 
 def _input_form(ctx, name: str) -> Form | None:
@@ -94,7 +118,7 @@ def _kinked(node, ctx, z: str, shape) -> Form | None:
     a = 0.0 if node.op == "Relu" else float(node.attrs.get("alpha", 0.01))
     box = ctx.boxes.get(z)
     x = ctx.forms.get(z)
-    if x is None or not isinstance(box, Box) or all(_diagonal(m) for m, _ in x.terms.values()):
+    if x is None or not isinstance(box, Box) or all(_diagonal(t[0]) for t in x.terms.values()):
         return None  # a kink's own box is narrower than alpha z + e; the form only pays where it mixes channels
     lo, hi = (np.broadcast_to(v, shape).astype(np.float64) for v in (box.lo, box.hi))
 
@@ -108,16 +132,16 @@ def _kinked(node, ctx, z: str, shape) -> Form | None:
     points = [lo, hi, np.clip(0.0, lo, hi)]
     gaps = [f(t) - alpha.reshape(view) * t for t in points]
     e_lo, e_hi = np.minimum.reduce(gaps), np.maximum.reduce(gaps)
-    slack = ROUNDING * (np.maximum.reduce([np.abs(f(t)) + np.abs(alpha.reshape(view) * t) for t in points]))
+    slack = ROUNDING * (np.maximum.reduce([np.abs(f(t)) + np.abs(alpha.reshape(view) * t) for t in points])) + ABSOLUTE
     e_lo, e_hi = e_lo - slack, e_hi + slack
     if not (np.all(np.isfinite(e_lo)) and np.all(np.isfinite(e_hi))):
         return None
     e_mid, e_rad = (e_lo + e_hi) / 2, (e_hi - e_lo) / 2
     key = (node.outputs[0], "kink")  # not a string: never a value's name
-    ctx.form_radii[key] = e_rad + ROUNDING * np.abs(e_mid)
+    ctx.form_radii[key] = e_rad + ROUNDING * np.abs(e_mid) + ABSOLUTE
     out = x.scaled(alpha, e_mid)
     eye = np.eye(int(shape[1]))
-    return Form(out.mid, out.slack, {**out.terms, key: (eye, eye)})
+    return Form(out.mid, out.slack, {**out.terms, key: (eye, eye, 0)})
 
 
 def _diagonal(m: np.ndarray) -> bool:
@@ -188,8 +212,12 @@ def node_form(node, ctx) -> Form | None:
         mid = _channel_map(w, x.mid) + bias.reshape(view)
         slack = _channel_map(np.abs(w), np.broadcast_to(x.slack, x.mid.shape) + ROUNDING * np.abs(x.mid)) \
             + ROUNDING * np.abs(bias).reshape(view)
-        terms = {u: (w @ m, np.abs(w) @ a) for u, (m, a) in x.terms.items()}
-        return Form(mid, slack, terms)
+        terms = {}
+        for u, (m, a, r) in x.terms.items():
+            envelope = np.abs(w) @ a
+            _check_range(envelope, ((w != 0).astype(np.float64) @ (a > 0).astype(np.float64)) > 0)
+            terms[u] = (w @ m, envelope, r + w.shape[1] + 1)
+        return Form(mid, slack + ABSOLUTE * w.shape[1], terms)
     if node.op == "BatchNormalization":
         from lipaudit.ops.normalization import training_mode_reason
 
@@ -204,7 +232,8 @@ def node_form(node, ctx) -> Form | None:
         eps = float(node.attrs.get("epsilon", 1e-5))
         scale = gamma / np.sqrt(var + eps)
         view = (1, -1) + (1,) * (len(out_shape) - 2)
-        return x.scaled(scale, (beta - mean * scale).reshape(view))
+        shift_error = ROUNDING * (np.abs(beta) + np.abs(mean * scale))  # beta - mean * scale may cancel
+        return x.scaled(scale, (beta - mean * scale).reshape(view), shift_error.reshape(view))
     if node.op == "Mul":
         if len(data) != 1 or "broadcast" in node.attrs:
             return None
@@ -231,12 +260,12 @@ def node_form(node, ctx) -> Form | None:
     if fa is None or fb is None:
         return None
     terms = dict(fa.terms)
-    for u, (m, a) in fb.terms.items():
+    for u, (m, a, r) in fb.terms.items():
         if u in terms:
-            m0, a0 = terms[u]
-            terms[u] = (m0 + sign * m, a0 + a)
+            m0, a0, r0 = terms[u]
+            terms[u] = (m0 + sign * m, a0 + a, max(r0, r) + 1)
         else:
-            terms[u] = (sign * m, a)
+            terms[u] = (sign * m, a, r)
     mid = fa.mid + sign * fb.mid
-    slack = fa.slack + fb.slack + ROUNDING * (np.abs(fa.mid) + np.abs(fb.mid))
+    slack = fa.slack + fb.slack + ROUNDING * (np.abs(fa.mid) + np.abs(fb.mid)) + ABSOLUTE
     return Form(mid, slack, terms)

@@ -59,7 +59,8 @@ def _lipschitz_grouped(ctx, other: str, operand_shape, out_shape) -> float:
     L = lip.get("certified", math.inf)
     if not math.isfinite(L):
         return math.inf
-    return _grouped_sup(center.mag(), operand_shape, out_shape) + L * ctx.domain_radius * SAFETY
+    found = _grouped_sup(center.mag(), operand_shape, out_shape) + L * ctx.domain_radius * SAFETY
+    return found if math.isfinite(found) else math.inf  # 0 x an infinite radius is NaN
 
 
 def product(node, ctx, a: str, b: str):

@@ -220,3 +220,50 @@ def test_relu_between_pointwise_convs_keeps_correlations(monkeypatch):
     for p in points:
         got = _run(model, [out], p)[out]
         assert np.all(got >= tight.lo) and np.all(got <= tight.hi)
+
+
+# -- rounding and range (found by an adversarial review) --------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["mul", "conv", "bn"])
+def test_matrices_that_underflow_are_refused(variant):
+    """1e-170 x 1e-170 underflows when the factors are composed first, while the network scales x first:
+    the composed form would collapse the box to ~0 although v reaches 1e110 (here: no form, sound box)."""
+    net = Net(opset=17)
+    x = net.input((1, 2, 2, 2), name="x")
+    v = x
+    for k in (1e-170, 1e-170, 1e300):
+        if variant == "mul":
+            v = net.op("Mul", [v, net.const(np.array(k))])
+        elif variant == "conv":
+            v = net.op("Conv", [v, net.const(np.eye(2)[:, :, None, None] * k)])
+        else:
+            v = net.op("BatchNormalization", [v, net.const(np.full(2, k)), net.const(np.zeros(2)),
+                                              net.const(np.zeros(2)), net.const(np.ones(2))], epsilon=0.0)
+    model = net.build([net.op("Relu", [v])])
+    box = _boxes(model, -1e150, 1e150)[v]
+    top = _run(model, [v], np.full((1, 2, 2, 2), 1e150))[v]
+    assert np.all(top <= box.hi) and float(np.max(top)) > 1e100
+
+
+def test_batchnorm_shift_that_cancels_keeps_its_rounding_allowance():
+    """beta = mean * scale: the computed shift is 0, but its rounding error is not; on a narrow box
+    around 0 the value (exact, and in float64) must stay inside, with and without forms."""
+    from fractions import Fraction
+
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        gamma, var, mean = rng.uniform(0.5, 4, 1), rng.uniform(0.5, 4, 1), rng.uniform(-1, 1, 1)
+        beta = mean * (gamma / np.sqrt(var))
+        net = Net(opset=17)
+        x = net.input((1, 1, 1, 1), name="x")
+        y = net.op("BatchNormalization", [x] + [net.const(p) for p in (gamma, beta, mean, var)], epsilon=0.0)
+        z = _conv1x1(net, net.op("Relu", [y]), np.ones((1, 1)))
+        model = net.build([z])
+        box = _boxes(model, -1e-10, 1e-10)[y]
+        for t in (-1e-10, 1e-10):
+            v = _run(model, [y], np.full((1, 1, 1, 1), t))[y].item()
+            assert box.lo.item() <= v <= box.hi.item()
+            exact = Fraction(float(gamma[0])) * (Fraction(t) - Fraction(float(mean[0]))) \
+                / Fraction(float(np.sqrt(var[0]))) + Fraction(float(beta[0]))
+            assert Fraction(box.lo.item()) - Fraction(1, 10**24) <= exact <= Fraction(box.hi.item()) + Fraction(1, 10**24)

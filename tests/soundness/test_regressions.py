@@ -524,3 +524,29 @@ def test_a_declared_output_shape_of_minus_one_is_not_a_size():
     model.ir_version = 6
     value, result = certify(model, outputs=["y"])
     assert value is not None and result.dynamic_batch
+
+
+def test_constants_that_underflow_when_composed_stay_upper_bounds():
+    """The walk multiplies 1e-170 x 1e-170 before 1e300, the network scales x first: the composed constant
+    must not underflow to 0 (it is rounded up to the smallest normal number instead)."""
+    net = Net()
+    x = net.input((1, 2))
+    y = x
+    for k in (1e-170, 1e-170, 1e300):
+        y = net.op("Mul", [y, net.const(np.array(k))])
+    value, _ = certify(net.build([y]), input_range=(-1e150, 1e150))
+    assert value is not None and value >= 1e-40
+
+
+def test_a_domain_whose_radius_overflows_gives_no_nan_bounds():
+    """|LO|, |HI| ~ 1e300: the l2 radius overflows to inf, and 0 x inf must not become a NaN box."""
+    from lipaudit.ops.box import Box
+
+    net = Net()
+    x = net.input((1, 1, 2, 2))
+    z = net.op("Mul", [x, net.const(np.array(0.0))])
+    g = net.op("Mul", [x, net.op("Sigmoid", [z])])
+    value, result = certify(net.build([g]), input_range=(-1e300, 1e300))
+    assert isinstance(result.boxes[z], Box)
+    assert not np.any(np.isnan(result.boxes[z].lo)) and not np.any(np.isnan(result.boxes[z].hi))
+    assert value is not None and value >= 0.5  # g = x / 2
