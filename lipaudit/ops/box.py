@@ -428,6 +428,18 @@ def node_boxes(node, ctx, intervals, contract_ok: bool) -> None:
             b = _intersect_lipschitz(b, c, ctx.lips.get(o), ctx.domain_radius)
         ctx.boxes[o] = b
         ctx.centers[o] = c
+    _release_forms(node, ctx)
+
+
+def _release_forms(node, ctx) -> None:
+    """Forget the forms of the node's inputs once their last consumer has run (each holds a value-sized midpoint)."""
+    if ctx.form_users is None:
+        ctx.form_users = {name: len({n.name for n in users}) for name, users in ctx.graph.consumers().items()}
+    for name in dict.fromkeys(n for n in node.inputs if n):
+        left = ctx.form_users.get(name, 0) - 1
+        ctx.form_users[name] = left
+        if left <= 0:
+            ctx.forms.pop(name, None)
 
 
 def _inside_folds(ctx) -> set[str]:

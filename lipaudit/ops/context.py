@@ -106,6 +106,7 @@ class RuleContext:
     domain_radius: float = 0.0  # l2 radius of the domain around its center
     forms: dict[str, Any] = field(default_factory=dict)  # value -> its affine form in earlier boxes (ops/linear_forms.py)
     form_radii: dict[str, Any] = field(default_factory=dict)  # base value -> its radius, as used by the forms
+    form_users: dict[str, int] | None = None  # value -> consumers not yet walked (forms are freed after the last)
     shared_lips: set[str] | None = None  # values inside a folded BN pair: their entry in lips is the pair's constant
     domain_uses: list[dict[str, Any]] = field(default_factory=list)  # factors that hold on the domain only
     _producers: dict[str, Node] | None = None

@@ -36,8 +36,8 @@ from lipaudit.ops.box import ROUNDING, Box
 
 # the ops a form passes through; any other op's output is a base of the forms that use it
 FORM_OPS = {"Conv", "BatchNormalization", "Add", "Sub", "Mul", "Identity", "Relu", "LeakyRelu"}
-# a base's channel count above which forms are not built (the matrices are channels x channels)
-MAX_CHANNELS = 4096
+# a base's channel count above which forms are not built (the matrices are channels x channels: 32 MiB)
+MAX_CHANNELS = 2048
 
 
 UNIT = 2.0 ** -52  # twice the unit roundoff: covers the (1 - n u) denominators for any n < 2^50
@@ -144,6 +144,10 @@ def _kinked(node, ctx, z: str, shape) -> Form | None:
     return Form(out.mid, out.slack, {**out.terms, key: (eye, eye, 0)})
 
 
+def _identity(m: np.ndarray) -> bool:
+    return m.shape[0] == m.shape[1] and np.count_nonzero(m) == m.shape[0] and bool(np.all(np.diag(m) == 1))
+
+
 def _diagonal(m: np.ndarray) -> bool:
     return m.shape[0] == m.shape[1] and not np.any(m - np.diag(np.diag(m)))
 
@@ -214,6 +218,9 @@ def node_form(node, ctx) -> Form | None:
             + ROUNDING * np.abs(bias).reshape(view)
         terms = {}
         for u, (m, a, r) in x.terms.items():
+            if r == 0 and _identity(m):  # straight from a base: W itself, no product to round
+                terms[u] = (w, np.abs(w), 0)
+                continue
             envelope = np.abs(w) @ a
             _check_range(envelope, ((w != 0).astype(np.float64) @ (a > 0).astype(np.float64)) > 0)
             terms[u] = (w @ m, envelope, r + w.shape[1] + 1)
