@@ -83,8 +83,28 @@ def _torch_blocks():
         def forward(self, x):
             return self.project(self.se(self.dw(self.stem(x))))
 
+    class RegNetYBlocks(nn.Module):  # two blocks: 1x1, group conv, SE, 1x1, ReLU after the skip addition
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+
+            def block():
+                return nn.ModuleDict({
+                    "a": nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8), nn.ReLU()),
+                    "b": nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU()),
+                    "se": SE(8, 2, nn.ReLU(), nn.Sigmoid()),
+                    "c": nn.Sequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8))})
+
+            self.blocks = nn.ModuleList([block(), block()])
+
+        def forward(self, x):
+            y = self.stem(x)
+            for b in self.blocks:  # the next block's 1x1 conv composes with this one's through the ReLU
+                y = torch.relu(y + b["c"](b["se"](b["b"](b["a"](y)))))
+            return y
+
     torch.manual_seed(0)
-    blocks = {"mobilenet_v3": MobileNetV3Block(), "efficientnet": EfficientNetBlock()}
+    blocks = {"mobilenet_v3": MobileNetV3Block(), "efficientnet": EfficientNetBlock(), "regnet_y": RegNetYBlocks()}
     for block in blocks.values():
         for m in block.modules():  # non-trivial BatchNorm statistics
             if isinstance(m, nn.BatchNorm2d):
@@ -95,7 +115,7 @@ def _torch_blocks():
     return blocks
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v3", "efficientnet"])
+@pytest.mark.parametrize("name", ["mobilenet_v3", "efficientnet", "regnet_y"])
 def test_squeeze_excite_blocks_get_a_domain_certificate_above_dense_jacobians(name):
     import onnx
     import torch
