@@ -10,6 +10,7 @@ audits each with ``lipaudit.audit`` (default method) without a domain and with
     python benchmarks/coverage.py --export-python /path/to/venv/bin/python
                                                        # torchvision lives in another environment
     python benchmarks/coverage.py --models DIR         # ONNX files DIR/<name>.onnx already exported
+    python benchmarks/coverage.py --extra              # also twelve more members of the same families
 
 Without torchvision (and without --export-python/--models) it prints why and exits 0.
 """
