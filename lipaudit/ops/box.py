@@ -518,11 +518,7 @@ def _intersect_lipschitz(b: Box, center: Box, lip, radius: float) -> Box:
     reach = L * radius * (1 + 1e-12)
     if not math.isfinite(reach):  # e.g. 0 x an infinite radius (a domain whose l2 radius overflows)
         return b
-    lo = np.maximum(b.lo, center.lo - reach)
-    hi = np.minimum(b.hi, center.hi + reach)
-    if np.any(lo > hi):  # cannot happen for sound inputs; keep the interval box rather than guess
-        return b
-    return Box(lo, hi)
+    return _intersect(b, Box(center.lo - reach, center.hi + reach))
 
 
 def add_with_rounding(a: Box, b: Box) -> Box:

@@ -255,10 +255,10 @@ def batch_norm(node, ctx):
     b = ctx.known_box(node, x)
     rank = len(ctx.shape(x, node))
     view = (1, -1) + (1,) * (rank - 2)
-    scale = (gamma / np.sqrt(var + eps)).reshape(view)
-    shift = (beta - mean * gamma / np.sqrt(var + eps)).reshape(view)
-    out = mul_boxes(b, Box.point(scale))
-    shift_error = ROUNDING * (np.abs(beta) + np.abs(mean * gamma / np.sqrt(var + eps))).reshape(view)  # it may cancel
+    scale = gamma / np.sqrt(var + eps)
+    shift = (beta - mean * scale).reshape(view)
+    shift_error = ROUNDING * (np.abs(beta) + np.abs(mean * scale)).reshape(view)  # the shift may cancel to ~0
+    out = mul_boxes(b, Box.point(scale.reshape(view)))
     return [checked(add_with_rounding(out, Box.point(shift)).widened(shift_error))]
 
 
